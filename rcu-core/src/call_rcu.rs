@@ -1,0 +1,314 @@
+//! The call_rcu queue: per-thread chunks handed to one worker thread per domain.
+//!
+//! # Design
+//!
+//! Each producer thread owns a [`Producer`] per domain (kept in a thread-local): a current
+//! chunk of `CHUNK` inline entries that it fills without any atomic read-modify-write. An
+//! entry is published by a `Release` store of the chunk's `published` count. A full chunk
+//! is replaced by a fresh one and pushed on the producer's `sealed` stack; at thread exit
+//! the partial chunk is sealed the same way. Enqueueing is therefore wait-free and touches
+//! only lines the producer owns (plus one read of the worker's `sleeping` flag).
+//!
+//! The single consumer (the worker, or `Core::drop`) takes a *snapshot*: for every
+//! producer it takes the whole sealed stack (`swap`, `Acquire`) and then reads `current`
+//! (`Acquire`), recording for each chunk the range `taken..published`. Because a producer
+//! stores its new `current` before pushing the old chunk, a chunk found on the sealed stack
+//! can no longer be anybody's `current`, so no range is collected twice. After one grace
+//! period the consumer runs the snapshot and advances each chunk's `taken`; a sealed chunk
+//! whose entries have all run is freed (only the consumer frees).
+//!
+//! Callbacks of up to three words are stored inline (no allocation); larger closures are
+//! boxed. `defer_drop(Box<T>)` is one pointer: inline.
+
+use core::cell::{Cell, UnsafeCell};
+use core::mem::{self, MaybeUninit};
+use core::ptr::{self, NonNull};
+
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+#[cfg(loom)]
+pub(crate) const CHUNK: usize = 2;
+#[cfg(not(loom))]
+pub(crate) const CHUNK: usize = 256;
+
+type Payload = MaybeUninit<[usize; 3]>;
+
+/// One queued callback: a monomorphised trampoline and up to three words of closure.
+pub(crate) struct Entry {
+    run: unsafe fn(*mut Payload),
+    data: Payload,
+}
+
+static_assertions::const_assert!(mem::size_of::<Entry>() <= 32);
+
+impl Entry {
+    pub(crate) fn new<C: FnOnce() + Send + 'static>(c: C) -> Entry {
+        let mut data: Payload = MaybeUninit::uninit();
+        if mem::size_of::<C>() <= mem::size_of::<Payload>()
+            && mem::align_of::<C>() <= mem::align_of::<Payload>()
+        {
+            // SAFETY: the payload is large and aligned enough for `C` (checked just above),
+            // and `run_inline::<C>` reads it back exactly once.
+            unsafe { ptr::write(data.as_mut_ptr().cast::<C>(), c) };
+            Entry {
+                run: run_inline::<C>,
+                data,
+            }
+        } else {
+            let b = Box::into_raw(Box::new(c));
+            // SAFETY: a pointer fits the payload; `run_boxed::<C>` reads it back once.
+            unsafe { ptr::write(data.as_mut_ptr().cast::<*mut C>(), b) };
+            Entry {
+                run: run_boxed::<C>,
+                data,
+            }
+        }
+    }
+
+    /// Run the callback, consuming it (its captures are dropped even if it panics).
+    pub(crate) fn run(mut self) {
+        // SAFETY: `self.run` was built for the closure type stored in `self.data`, which
+        // has not been read yet (an `Entry` is run at most once: `run` takes it by value).
+        unsafe { (self.run)(&mut self.data) }
+    }
+}
+
+/// # Safety
+/// `p` holds a live `C` written by `Entry::new`, not read before.
+unsafe fn run_inline<C: FnOnce()>(p: *mut Payload) {
+    // SAFETY: per the contract, `p` holds an initialised `C` that we now take ownership of.
+    let c = unsafe { ptr::read(p.cast::<C>()) };
+    c();
+}
+
+/// # Safety
+/// `p` holds a `*mut C` from `Box::into_raw`, not read before.
+unsafe fn run_boxed<C: FnOnce()>(p: *mut Payload) {
+    // SAFETY: per the contract, `p` holds a pointer from `Box::into_raw`, read once.
+    let b = unsafe { Box::from_raw(ptr::read(p.cast::<*mut C>())) };
+    b();
+}
+
+/// A block of entries filled by one producer.
+pub(crate) struct Chunk {
+    /// Entries `0..published` are initialised (Release by the producer, Acquire by the
+    /// consumer).
+    published: AtomicUsize,
+    /// Entries `0..taken` have been run (consumer only).
+    taken: Cell<usize>,
+    /// Link in the producer's sealed stack.
+    next: *mut Chunk,
+    entries: [UnsafeCell<MaybeUninit<Entry>>; CHUNK],
+}
+
+impl Chunk {
+    fn alloc() -> *mut Chunk {
+        Box::into_raw(Box::new(Chunk {
+            published: AtomicUsize::new(0),
+            taken: Cell::new(0),
+            next: ptr::null_mut(),
+            entries: [const { UnsafeCell::new(MaybeUninit::uninit()) }; CHUNK],
+        }))
+    }
+}
+
+/// A thread's queue of callbacks for one domain.
+pub(crate) struct Producer {
+    /// The chunk being filled: written by the owner, read by the consumer.
+    current: AtomicPtr<Chunk>,
+    /// Stack of sealed chunks (owner pushes, consumer takes all).
+    sealed: AtomicPtr<Chunk>,
+    /// Callbacks queued so far (owner writes, anyone reads; for statistics).
+    pub(crate) queued: AtomicU64,
+    /// The owner thread has exited (its TLS was destroyed).
+    pub(crate) exited: AtomicBool,
+}
+
+// SAFETY: all fields are atomics; the chunks they point to are accessed by the owner thread
+// (entries beyond `published`) and the single consumer (entries below `published`, `taken`)
+// under the protocol described in the module docs.
+unsafe impl Send for Producer {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Producer {}
+
+impl Producer {
+    pub(crate) fn new() -> Self {
+        Producer {
+            current: AtomicPtr::new(ptr::null_mut()),
+            sealed: AtomicPtr::new(ptr::null_mut()),
+            queued: AtomicU64::new(0),
+            exited: AtomicBool::new(false),
+        }
+    }
+
+    /// Append an entry. Only the owning thread calls this.
+    #[inline]
+    pub(crate) fn push(&self, e: Entry) {
+        // Relaxed: only this thread stores `current`.
+        let mut c = self.current.load(Ordering::Relaxed);
+        if c.is_null() {
+            c = Chunk::alloc();
+            // Release: the consumer's Acquire load sees an initialised chunk.
+            self.current.store(c, Ordering::Release);
+        }
+        // SAFETY: `c` is our live current chunk: only the consumer frees chunks, and only
+        // sealed ones; this one is not sealed.
+        let chunk = unsafe { &*c };
+        // Relaxed: only this thread stores `published`.
+        let n = chunk.published.load(Ordering::Relaxed);
+        // SAFETY: slot `n` is not yet published, so the consumer does not read it and we
+        // are its only writer.
+        unsafe { (*chunk.entries[n].get()).write(e) };
+        // Release: the entry's bytes are visible to a consumer that Acquire-loads `n + 1`.
+        chunk.published.store(n + 1, Ordering::Release);
+        // Relaxed: a statistics counter with a single writer.
+        self.queued
+            .store(self.queued.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if n + 1 == CHUNK {
+            self.seal_current(Chunk::alloc());
+        }
+    }
+
+    /// Replace the current chunk by `fresh` (may be null) and push the old one on the
+    /// sealed stack. Owner thread only (or the TLS destructor on its behalf).
+    pub(crate) fn seal_current(&self, fresh: *mut Chunk) {
+        let old = self.current.load(Ordering::Relaxed);
+        // Release: publish the fresh chunk. Ordered before the push below, which is what
+        // lets the consumer never see a sealed chunk as `current` (see module docs).
+        self.current.store(fresh, Ordering::Release);
+        if old.is_null() {
+            return;
+        }
+        let mut head = self.sealed.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `old` is no longer reachable through `current` nor yet through
+            // `sealed`, so we are its only writer.
+            unsafe { (*old).next = head };
+            // Release: the consumer's Acquire swap sees `next`, the final `published`
+            // and the `current` store above.
+            match self
+                .sealed
+                .compare_exchange_weak(head, old, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Whether anything is published and not yet taken (consumer side, approximate).
+    pub(crate) fn has_pending(&self) -> bool {
+        if !self.sealed.load(Ordering::Acquire).is_null() {
+            return true;
+        }
+        let c = self.current.load(Ordering::Acquire);
+        // SAFETY: the current chunk is only freed by the consumer after it was sealed, and
+        // the consumer is the caller.
+        !c.is_null() && unsafe { (*c).published.load(Ordering::Acquire) > (*c).taken.get() }
+    }
+}
+
+/// A consumer's view of published entries: `(chunk, from, to, sealed)`.
+#[derive(Default)]
+pub(crate) struct Batch {
+    items: Vec<(NonNull<Chunk>, usize, usize, bool)>,
+    pub(crate) len: usize,
+}
+
+// SAFETY: a batch only travels with the single consumer; the chunks it names are kept
+// alive by the protocol (only the consumer frees them).
+unsafe impl Send for Batch {}
+
+impl Batch {
+    /// Add `p`'s published entries to the snapshot.
+    ///
+    /// # Safety
+    /// Only the single consumer may call this (it reads and later writes `taken`).
+    pub(crate) unsafe fn collect(&mut self, p: &Producer) {
+        // Acquire: see the chunks' final `published`, their `next` links, and the newer
+        // `current` that the producer stored before pushing.
+        let mut s = p.sealed.swap(ptr::null_mut(), Ordering::Acquire);
+        let start = self.items.len();
+        while let Some(c) = NonNull::new(s) {
+            // SAFETY: sealed chunks are owned by the consumer from here on.
+            let chunk = unsafe { c.as_ref() };
+            let to = chunk.published.load(Ordering::Acquire);
+            self.len += to - chunk.taken.get();
+            self.items.push((c, chunk.taken.get(), to, true));
+            s = chunk.next;
+        }
+        // The stack is LIFO; run in queue order.
+        self.items[start..].reverse();
+        let c = p.current.load(Ordering::Acquire);
+        if let Some(c) = NonNull::new(c) {
+            // SAFETY: a current chunk is freed only once sealed, by us.
+            let chunk = unsafe { c.as_ref() };
+            let to = chunk.published.load(Ordering::Acquire);
+            let from = chunk.taken.get();
+            if to > from {
+                self.len += to - from;
+                self.items.push((c, from, to, false));
+            }
+        }
+    }
+
+    /// Run every collected entry; returns `(run, panicked)`.
+    ///
+    /// # Safety
+    /// The caller is the single consumer that collected this batch, and a grace period has
+    /// elapsed since the collection (or no reader can exist).
+    pub(crate) unsafe fn run(self, on_each: &mut dyn FnMut(Entry) -> bool) -> (u64, u64) {
+        let (mut run, mut panicked) = (0, 0);
+        for (c, from, to, sealed) in self.items {
+            // SAFETY: the chunk is alive (only we free it, below).
+            let chunk = unsafe { c.as_ref() };
+            for i in from..to {
+                // SAFETY: `i < published` as read with Acquire at collection time: the
+                // entry is initialised, and it is read exactly once because `taken`
+                // advances past it before the next collection.
+                let e = unsafe { (*chunk.entries[i].get()).assume_init_read() };
+                chunk.taken.set(i + 1);
+                run += 1;
+                if !on_each(e) {
+                    panicked += 1;
+                }
+            }
+            if sealed {
+                // SAFETY: the chunk is sealed (the producer never touches it again) and all
+                // of its `published` entries have now run; nobody else references it.
+                drop(unsafe { Box::from_raw(c.as_ptr()) });
+            }
+        }
+        (run, panicked)
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // Last reference: neither the owner thread nor the domain's consumer can touch the
+        // chunks any more. Entries still unrun can only exist if the domain itself is gone,
+        // in which case no reader exists either, so running them now is safe.
+        let mut chunks = Vec::new();
+        let cur = self.current.load(Ordering::Acquire);
+        if !cur.is_null() {
+            chunks.push(cur);
+        }
+        let mut s = self.sealed.load(Ordering::Acquire);
+        while !s.is_null() {
+            chunks.push(s);
+            // SAFETY: sealed chunks are live until freed here; `next` was written before
+            // the chunk was pushed.
+            s = unsafe { (*s).next };
+        }
+        for c in chunks {
+            // SAFETY: we hold the only reference to each chunk (see above).
+            let chunk = unsafe { Box::from_raw(c) };
+            let published = chunk.published.load(Ordering::Acquire);
+            for i in chunk.taken.get()..published {
+                // SAFETY: entries below `published` are initialised and were not run.
+                let e = unsafe { (*chunk.entries[i].get()).assume_init_read() };
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.run()));
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! # Internals: the memory-ordering argument, pairing by pairing
+//!
+//! Notation: *W* is the grace-period leader, *R* a reader thread, `gp` the domain's 64-bit
+//! counter, `r.ctr` R's record (0 = idle/offline, otherwise a snapshot of `gp`),
+//! `r.waiting` the wake-up flag. A reader is *in an old critical section* for the grace
+//! period that bumps `gp` to `new` iff `r.ctr != 0 && r.ctr < new`. Because the counter is
+//! 64 bits and only grows, one bump per grace period suffices: there is no parity bit to
+//! wrap, so liburcu's two-phase flip is unnecessary.
+//!
+//! ## The grace period (`Core::run_gp`)
+//!
+//! ```text
+//! W: (caller unpublished p)   heavy()   gp := new (Release)   scan r.ctr (Acquire) ...
+//! ```
+//!
+//! ## Pairing 1: entering (store buffering)
+//!
+//! R: `r.ctr := snap; light(); load p`. W: `unpublish p; heavy(); load r.ctr`.
+//! `heavy()`/`light()` act as a pair of full fences (the `membarrier` contract, see
+//! [`crate::membarrier`]; for `Mb` and the fallback they *are* full fences: an `xchg` on
+//! x86-64, `store; fence(SeqCst)` elsewhere and under loom). Store buffering with fences on
+//! both sides forbids both loads reading the old values: either W's scan sees R's `ctr`
+//! (and waits for it), or R's load of `p` sees the unpublished state.
+//!
+//! If the scan reads `r.ctr >= new`, R read `gp` after the bump: the bump is
+//! sequenced after W's fence, R's fence is sequenced after its read of `gp`, so W's fence
+//! synchronizes-with R's fence and the unpublish happens-before R's load of `p`.
+//!
+//! ## Pairing 2: leaving (message passing)
+//!
+//! R: `loads of the critical section; r.ctr := 0 (Release)`. W: `r.ctr == 0 (Acquire); free`.
+//! Release/acquire: R's critical section happens-before the free. No second `heavy()` is
+//! needed after the scan (liburcu needs one because its store of `ctr` is a plain store).
+//!
+//! ## Pairing 3: waking the leader (store buffering)
+//!
+//! W: `r.waiting := true; heavy(); load r.ctr; park`. R: `r.ctr := 0; light(); load r.waiting;
+//! if set: unpark W`. Either W sees the new `ctr` and does not park, or R sees `waiting` and
+//! unparks W (a `park` after an `unpark` returns at once). No wake-up is lost, so the
+//! leader parks without a timeout other than the stall-report period.
+//!
+//! ## QSBR
+//!
+//! A quiescent state is `g := gp (Acquire); if r.ctr != g { r.ctr := g (Release); full
+//! fence; load r.waiting }`. Release orders every earlier critical section before W's
+//! Acquire scan that reads `g >= new`; Acquire on `gp` makes everything unpublished before
+//! the bump visible to the critical sections that follow. Going online stores the snapshot
+//! with a full fence (pairing 1), going offline stores 0 like an unlock (pairings 2, 3).
+//!
+//! ## Registration
+//!
+//! Records are added and removed under the registry mutex. A QSBR record is created online
+//! with `gp` read under that mutex: a scan that locks after us reads our `ctr`; a scan that
+//! locked before us bumped `gp` first, so we read the new value. Unregistering stores 0 with
+//! a full barrier and wakes a waiting leader, like an unlock. The leader clones the `Arc`s of
+//! the records it must wait for, so a reader may unregister (or its thread exit) while the
+//! leader sleeps: the leader never holds the registry lock while waiting.
+//!
+//! ## Sharing grace periods
+//!
+//! `gp_state` holds `completed` and `in_progress` under a mutex. A caller computes its
+//! target: `completed + 1` if no grace period is running (the next one starts after the
+//! call), `completed + 2` if one is (it may have scanned before the caller's update). It
+//! then either leads the next grace period or waits on a condition variable until
+//! `completed >= target`. N concurrent callers therefore cost at most two grace periods.
+//! The polled API exposes the same targets as cookies; `completed` is mirrored in an atomic
+//! (Release at the end of each grace period, Acquire in `poll`).
+//!
+//! ## call_rcu
+//!
+//! See the module documentation of the queue (`call_rcu.rs`): per-thread chunks, a
+//! `Release` store of `published` per entry, `Acquire` loads by the single consumer, and a
+//! sealed stack whose push follows the store of the fresh `current` chunk, so a chunk is
+//! never collected twice. The worker collects a snapshot, waits one (shared) grace period,
+//! then runs it. `barrier` asks for the next snapshot under the worker mutex (which the
+//! worker takes before collecting) and waits until it has run; it repeats while callbacks
+//! queued callbacks during the round.

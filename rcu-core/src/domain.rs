@@ -1,0 +1,886 @@
+//! `Domain`: the grace-period counter, the reader registry, grace-period sharing, polled
+//! grace periods, stall reports, and the call_rcu worker.
+
+use core::fmt;
+use core::marker::PhantomData;
+use std::cell::{Cell, RefCell};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+
+use crate::call_rcu::{Batch, Entry, Producer};
+use crate::flavor::{Flavor, Memb};
+use crate::reader::{Reader, Record};
+use crate::sync::{self, lock, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
+
+/// How long a grace period may wait for readers before the stall hook is called, unless
+/// configured otherwise.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Spin iterations before a synchronizer starts yielding, then parking.
+const SPINS: u32 = if cfg!(loom) { 1 } else { 100 };
+const YIELDS: u32 = if cfg!(loom) { 1 } else { 4 };
+/// How long an idle worker sleeps before it looks at the queues again (bounds the latency
+/// of a wake-up lost to the race described in `call`).
+const IDLE_POLL: Duration = Duration::from_millis(10);
+
+static NEXT_DOMAIN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The stall hook type: called with a report while a grace period is stalled.
+pub type StallHook = Arc<dyn Fn(&StallReport) + Send + Sync>;
+
+/// A grace period that has waited longer than the stall timeout.
+#[derive(Debug, Clone)]
+pub struct StallReport {
+    /// The domain's flavor.
+    pub flavor: &'static str,
+    /// The grace-period counter value being waited for.
+    pub grace_period: u64,
+    /// How long the grace period has been waiting for readers.
+    pub waited: Duration,
+    /// The reader threads still holding it.
+    pub readers: Vec<StalledReader>,
+}
+
+/// One reader thread that holds up a grace period.
+#[derive(Debug, Clone)]
+pub struct StalledReader {
+    /// The thread's name, if it has one.
+    pub thread_name: Option<String>,
+    /// The thread's id.
+    pub thread_id: ThreadId,
+    /// How long this reader has held up the grace period.
+    pub blocked_for: Duration,
+}
+
+impl fmt::Display for StallReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rcu: {} grace period {} stalled for {:.3?} by",
+            self.flavor, self.grace_period, self.waited
+        )?;
+        for (i, r) in self.readers.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            match &r.thread_name {
+                Some(n) => write!(f, "{sep}thread '{n}' ({:?})", r.thread_id)?,
+                None => write!(f, "{sep}thread {:?}", r.thread_id)?,
+            }
+            write!(f, " for {:.3?}", r.blocked_for)?;
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of a domain's counters ([`Domain::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Grace periods completed.
+    pub grace_periods: u64,
+    /// Callbacks queued with `call`/`defer_drop` (including ones not yet run).
+    pub callbacks_queued: u64,
+    /// Callbacks that have run (including those that panicked).
+    pub callbacks_run: u64,
+    /// Callbacks that panicked (caught and counted; the worker goes on).
+    pub callbacks_panicked: u64,
+    /// Callbacks queued but not yet run.
+    pub backlog: u64,
+    /// The largest backlog the worker has seen when taking a batch.
+    pub peak_backlog: u64,
+    /// Registered readers.
+    pub readers: usize,
+    /// Stall reports issued.
+    pub stalls: u64,
+}
+
+/// A polled grace-period cookie ([`Domain::start_poll`], [`Domain::poll`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GpCookie(u64);
+
+/// Builder for a [`Domain`] with non-default settings.
+pub struct DomainBuilder<F: Flavor> {
+    force_fallback: bool,
+    stall_timeout: Duration,
+    stall_hook: Option<StallHook>,
+    _f: PhantomData<F>,
+}
+
+impl<F: Flavor> fmt::Debug for DomainBuilder<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DomainBuilder")
+            .field("flavor", &F::NAME)
+            .field("force_fallback", &self.force_fallback)
+            .field("stall_timeout", &self.stall_timeout)
+            .finish()
+    }
+}
+
+impl<F: Flavor> Default for DomainBuilder<F> {
+    fn default() -> Self {
+        DomainBuilder {
+            force_fallback: false,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            stall_hook: None,
+            _f: PhantomData,
+        }
+    }
+}
+
+impl<F: Flavor> DomainBuilder<F> {
+    /// (`Memb` only) Do not use `membarrier`, even where it is available: readers and
+    /// writers use the `Mb` protocol. For testing the fallback path.
+    pub fn force_fallback(mut self, yes: bool) -> Self {
+        self.force_fallback = yes;
+        self
+    }
+
+    /// Call the stall hook when a grace period has waited this long for readers (and again
+    /// after each further period of this length).
+    pub fn stall_timeout(mut self, t: Duration) -> Self {
+        self.stall_timeout = t;
+        self
+    }
+
+    /// Replace the default stall hook (one line on stderr).
+    pub fn stall_hook(mut self, hook: impl Fn(&StallReport) + Send + Sync + 'static) -> Self {
+        self.stall_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Build the domain.
+    pub fn build(self) -> Domain<F> {
+        let fallback =
+            F::NAME == Memb::NAME && (self.force_fallback || !crate::membarrier::available());
+        let core = Core {
+            gp: CachePadded::new(GpWord {
+                ctr: AtomicU64::new(1),
+            }),
+            fallback,
+            id: NEXT_DOMAIN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            registry: Mutex::new(Vec::new()),
+            gp_state: Mutex::new(GpState::default()),
+            gp_cv: Condvar::new(),
+            completed: AtomicU64::new(0),
+            waker: Waker::default(),
+            producers: Mutex::new(Vec::new()),
+            retired_queued: AtomicU64::new(0),
+            run_count: AtomicU64::new(0),
+            panicked: AtomicU64::new(0),
+            peak_backlog: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            nested_enqueued: AtomicU64::new(0),
+            worker_sleeping: AtomicBool::new(false),
+            worker_started: AtomicBool::new(false),
+            worker: Mutex::new(WorkerState::default()),
+            worker_cv: Condvar::new(),
+            done_cv: Condvar::new(),
+            consumer: Mutex::new(()),
+            handles: AtomicUsize::new(1),
+            stall_timeout: self.stall_timeout,
+            stall_hook: self.stall_hook,
+            _f: PhantomData,
+        };
+        let core = Arc::new(core);
+        #[cfg(not(loom))]
+        crate::fork::track(&core);
+        Domain { core }
+    }
+}
+
+pub(crate) struct GpWord {
+    pub(crate) ctr: AtomicU64,
+}
+
+#[derive(Default)]
+pub(crate) struct GpState {
+    pub(crate) completed: u64,
+    pub(crate) in_progress: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct WorkerState {
+    pub(crate) started: bool,
+    kick: bool,
+    shutdown: bool,
+    snap_started: u64,
+    snap_done: u64,
+    gp_requested: u64,
+}
+
+/// Lets a reader that leaves its critical section wake the grace-period leader.
+#[derive(Default)]
+pub(crate) struct Waker {
+    #[cfg(not(loom))]
+    pub(crate) thread: std::sync::Mutex<Option<std::thread::Thread>>,
+}
+
+impl Waker {
+    fn set_current(&self) {
+        #[cfg(not(loom))]
+        {
+            let mut t = sync::lock(&self.thread);
+            *t = Some(std::thread::current());
+        }
+    }
+
+    pub(crate) fn wake(&self) {
+        #[cfg(not(loom))]
+        if let Some(t) = sync::lock(&self.thread).as_ref() {
+            t.unpark();
+        }
+    }
+}
+
+/// The shared state of a domain.
+pub(crate) struct Core<F: Flavor> {
+    pub(crate) gp: CachePadded<GpWord>,
+    pub(crate) fallback: bool,
+    pub(crate) id: u64,
+    pub(crate) registry: Mutex<Vec<Arc<CachePadded<Record>>>>,
+    pub(crate) gp_state: Mutex<GpState>,
+    pub(crate) gp_cv: Condvar,
+    completed: AtomicU64,
+    pub(crate) waker: Waker,
+    pub(crate) producers: Mutex<Vec<Arc<Producer>>>,
+    retired_queued: AtomicU64,
+    run_count: AtomicU64,
+    panicked: AtomicU64,
+    peak_backlog: AtomicU64,
+    stalls: AtomicU64,
+    nested_enqueued: AtomicU64,
+    worker_sleeping: AtomicBool,
+    pub(crate) worker_started: AtomicBool,
+    pub(crate) worker: Mutex<WorkerState>,
+    worker_cv: Condvar,
+    done_cv: Condvar,
+    pub(crate) consumer: Mutex<()>,
+    handles: AtomicUsize,
+    stall_timeout: Duration,
+    stall_hook: Option<StallHook>,
+    _f: PhantomData<F>,
+}
+
+sync::tls! {
+    /// Records registered by this thread: `(domain id, record)`, for misuse detection.
+    static OWNED: RefCell<Vec<(u64, *const Record)>> = const { RefCell::new(Vec::new()) };
+    /// The domain whose callbacks this thread is running (0: none).
+    static IN_CALLBACK: Cell<u64> = const { Cell::new(0) };
+    /// This thread's call_rcu producers, one per domain id.
+    static PRODUCERS: ProducerSlots = const { ProducerSlots(RefCell::new(Vec::new())) };
+}
+
+struct ProducerSlots(RefCell<Vec<(u64, Arc<Producer>)>>);
+
+impl Drop for ProducerSlots {
+    fn drop(&mut self) {
+        for (_, p) in self.0.borrow_mut().drain(..) {
+            // The thread is exiting: hand the partial chunk to the consumer.
+            p.seal_current(core::ptr::null_mut());
+            p.exited.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl<F: Flavor> Core<F> {
+    // ----- registration -----
+
+    pub(crate) fn register(&self) -> Arc<CachePadded<Record>> {
+        let rec = Arc::new(CachePadded::new(Record::new(self, 0)));
+        {
+            let mut reg = lock(&self.registry);
+            if F::STARTS_ONLINE {
+                // Under the registry lock: a grace period that scans after us reads this
+                // value (lock ordering), and one that scanned before us flipped the
+                // counter before its scan, so we read the new value (Acquire pairs with the
+                // Release flip) and see what it unpublished.
+                rec.ctr
+                    .store(self.gp.ctr.load(Ordering::Acquire), Ordering::Relaxed);
+            }
+            reg.push(rec.clone());
+        }
+        let ptr: *const Record = &**rec;
+        let _ = OWNED.try_with(|o| o.borrow_mut().push((self.id, ptr)));
+        rec
+    }
+
+    pub(crate) fn unregister(&self, rec: &Arc<CachePadded<Record>>) {
+        // Leave any online state so a waiting grace period does not wait for us; the full
+        // barrier and wake pair with the synchronizer exactly as a read unlock does.
+        crate::flavor::store_full_barrier(&rec.ctr, 0);
+        rec.wake_if_waiting();
+        lock(&self.registry).retain(|r| !Arc::ptr_eq(r, rec));
+        let ptr: *const Record = &***rec;
+        let _ = OWNED.try_with(|o| o.borrow_mut().retain(|&(_, p)| p != ptr));
+    }
+
+    /// Panic if waiting for a grace period (or a barrier) here would deadlock.
+    fn check_may_block(&self, what: &str) {
+        if IN_CALLBACK.try_with(Cell::get).unwrap_or(0) == self.id {
+            panic!(
+                "rcu: {what}() called from a call_rcu callback of the same domain: \
+                 the callback worker would wait for itself (deadlock)"
+            );
+        }
+        let _ = OWNED.try_with(|o| {
+            for &(id, rec) in o.borrow().iter() {
+                if id != self.id {
+                    continue;
+                }
+                // SAFETY: records in OWNED are removed before their `Reader` frees them, and
+                // the list is thread-local, so `rec` is live.
+                let rec = unsafe { &*rec };
+                if rec.nesting.get() > 0 {
+                    panic!(
+                        "rcu: {what}() called inside a read-side critical section of the \
+                         same domain: the grace period would wait for this thread (deadlock)"
+                    );
+                }
+                if F::STARTS_ONLINE && rec.ctr.load(Ordering::Relaxed) != 0 {
+                    panic!(
+                        "rcu: {what}() called by an online QSBR reader of the same domain: the \
+                         grace period would wait for this thread (deadlock); use \
+                         Reader::synchronize, or go offline first"
+                    );
+                }
+            }
+        });
+    }
+
+    // ----- grace periods -----
+
+    /// The grace-period number that, once completed, covers every reader that exists now.
+    fn gp_target(&self) -> u64 {
+        let st = lock(&self.gp_state);
+        if st.in_progress {
+            // The running grace period may have scanned before our caller's update.
+            st.completed + 2
+        } else {
+            st.completed + 1
+        }
+    }
+
+    /// Wait until `target` grace periods have completed, running them if nobody else is.
+    pub(crate) fn wait_gp(&self, target: u64) {
+        let mut st = lock(&self.gp_state);
+        loop {
+            if st.completed >= target {
+                return;
+            }
+            if st.in_progress {
+                // Ride on the grace period in progress (or on the one after it).
+                st = sync::wait(&self.gp_cv, st);
+                continue;
+            }
+            st.in_progress = true;
+            drop(st);
+            struct Reset<'a, F: Flavor>(&'a Core<F>);
+            impl<F: Flavor> Drop for Reset<'_, F> {
+                fn drop(&mut self) {
+                    // Only reached by unwinding (a panicking stall hook): let others lead.
+                    lock(&self.0.gp_state).in_progress = false;
+                    self.0.gp_cv.notify_all();
+                }
+            }
+            let reset = Reset(self);
+            self.run_gp();
+            core::mem::forget(reset);
+            st = lock(&self.gp_state);
+            st.completed += 1;
+            // Release: a poller that reads this value sees everything the grace period
+            // established (its readers' critical sections happen-before this store).
+            self.completed.store(st.completed, Ordering::Release);
+            st.in_progress = false;
+            self.gp_cv.notify_all();
+        }
+    }
+
+    /// One grace period; only one thread runs this at a time (`in_progress`).
+    fn run_gp(&self) {
+        // A: everything the caller unpublished is visible to every reader that enters after
+        // this point, or the reader's `ctr` store is visible to the scan below (the
+        // store-buffering pairing with the reader's barrier after its `ctr` store).
+        F::heavy(self.fallback);
+        // Relaxed load: only the leader stores the counter. Release store: a qsbr reader that
+        // Acquire-loads the new value sees what was unpublished before it.
+        let new = self.gp.ctr.load(Ordering::Relaxed) + 1;
+        self.gp.ctr.store(new, Ordering::Release);
+        let pending: Vec<_> = lock(&self.registry)
+            .iter()
+            // Acquire: pairs with the reader's Release store of 0 / of a newer snapshot,
+            // so its critical sections happen-before whatever the caller frees next.
+            .filter(|r| Record::blocks(r.ctr.load(Ordering::Acquire), new))
+            .cloned()
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let start = Instant::now();
+        let mut next_report = self.stall_timeout;
+        for r in &pending {
+            self.wait_reader(r, new, start, &mut next_report);
+        }
+    }
+
+    fn wait_reader(&self, r: &Record, new: u64, start: Instant, next_report: &mut Duration) {
+        for _ in 0..SPINS {
+            if !Record::blocks(r.ctr.load(Ordering::Acquire), new) {
+                return;
+            }
+            sync::spin_hint();
+        }
+        for _ in 0..YIELDS {
+            if !Record::blocks(r.ctr.load(Ordering::Acquire), new) {
+                return;
+            }
+            sync::yield_now();
+        }
+        self.waker.set_current();
+        loop {
+            // Relaxed store, then the heavy barrier: either the reader's next `ctr` store
+            // is visible to the load below, or the reader sees `waiting` and wakes us.
+            r.waiting.store(true, Ordering::Relaxed);
+            F::heavy(self.fallback);
+            if !Record::blocks(r.ctr.load(Ordering::Acquire), new) {
+                break;
+            }
+            let waited = start.elapsed();
+            if waited >= *next_report {
+                self.report_stall(new, waited);
+                *next_report += self.stall_timeout.max(Duration::from_millis(1));
+            }
+            sync::park_timeout((*next_report - waited).min(Duration::from_millis(100)));
+        }
+        r.waiting.store(false, Ordering::Relaxed);
+    }
+
+    #[cold]
+    fn report_stall(&self, new: u64, waited: Duration) {
+        let readers = lock(&self.registry)
+            .iter()
+            .filter(|r| Record::blocks(r.ctr.load(Ordering::Acquire), new))
+            .map(|r| StalledReader {
+                thread_name: r.name.clone(),
+                thread_id: r.owner,
+                blocked_for: waited,
+            })
+            .collect();
+        let report = StallReport {
+            flavor: F::NAME,
+            grace_period: new,
+            waited,
+            readers,
+        };
+        self.stalls.fetch_add(1, Ordering::Relaxed);
+        match &self.stall_hook {
+            Some(h) => h(&report),
+            None => eprintln!("{report}"),
+        }
+    }
+
+    // ----- call_rcu -----
+
+    #[inline]
+    fn enqueue(this: &Arc<Self>, e: Entry) {
+        if !this.worker_started.load(Ordering::Acquire) {
+            Self::start_worker(this);
+        }
+        let mut e = Some(e);
+        let _ = PRODUCERS.try_with(|slots| {
+            let mut slots = slots.0.borrow_mut();
+            let i = match slots.iter().position(|(id, _)| *id == this.id) {
+                Some(i) => i,
+                None => {
+                    let p = Arc::new(Producer::new());
+                    lock(&this.producers).push(p.clone());
+                    slots.push((this.id, p));
+                    slots.len() - 1
+                }
+            };
+            if let Some(e) = e.take() {
+                slots[i].1.push(e);
+            }
+        });
+        if let Some(e) = e {
+            // The thread-local is gone (a TLS destructor running late in thread exit): use
+            // a one-off producer, sealed at once so the worker frees it after running.
+            let p = Arc::new(Producer::new());
+            p.push(e);
+            p.seal_current(core::ptr::null_mut());
+            p.exited.store(true, Ordering::Release);
+            lock(&this.producers).push(p);
+        }
+        if IN_CALLBACK.try_with(Cell::get).unwrap_or(0) == this.id {
+            this.nested_enqueued.fetch_add(1, Ordering::Release);
+        }
+        // Relaxed: a missed wake-up (the worker decided to sleep just as we published) is
+        // bounded by IDLE_POLL; a fence here would cost every call_rcu.
+        if this.worker_sleeping.load(Ordering::Relaxed) {
+            this.kick_worker();
+        }
+    }
+}
+
+impl<F: Flavor> Core<F> {
+    fn kick_worker(&self) {
+        let mut w = lock(&self.worker);
+        w.kick = true;
+        self.worker_cv.notify_one();
+    }
+
+    #[cold]
+    fn start_worker(this: &Arc<Self>) {
+        let mut w = lock(&this.worker);
+        if w.started {
+            return;
+        }
+        w.started = true;
+        let name = format!("rcu-call-{}-{}", F::NAME, this.id);
+        let arc = this.clone();
+        sync::spawn(name, move || worker_main(arc))
+            .expect("rcu: cannot spawn the call_rcu worker thread");
+        // Release: pairs with the Acquire fast-path check in `enqueue`.
+        this.worker_started.store(true, Ordering::Release);
+    }
+
+    /// Take a snapshot of every producer's published callbacks. Caller holds `consumer`.
+    fn collect(&self) -> Batch {
+        let mut batch = Batch::default();
+        let mut producers = lock(&self.producers);
+        let mut queued = self.retired_queued.load(Ordering::Relaxed);
+        producers.retain(|p| {
+            // Acquire: if the owner has exited, its final seal is visible to `collect`.
+            let exited = p.exited.load(Ordering::Acquire);
+            // SAFETY: the caller holds `consumer`, so we are the single consumer.
+            unsafe { batch.collect(p) };
+            let q = p.queued.load(Ordering::Relaxed);
+            queued += q;
+            if exited {
+                // Everything it will ever publish is in this batch; forget it.
+                self.retired_queued.fetch_add(q, Ordering::Relaxed);
+                false
+            } else {
+                true
+            }
+        });
+        drop(producers);
+        let backlog = queued.saturating_sub(self.run_count.load(Ordering::Relaxed));
+        self.peak_backlog.fetch_max(backlog, Ordering::Relaxed);
+        batch
+    }
+
+    /// Run a batch (a grace period has elapsed since it was collected, or no reader can
+    /// exist). Caller holds `consumer`.
+    fn run_batch(&self, batch: Batch) {
+        let prev = IN_CALLBACK.try_with(|c| c.replace(self.id)).unwrap_or(0);
+        let mut on_each =
+            |e: Entry| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.run())).is_ok();
+        // SAFETY: the caller holds `consumer` (single consumer) and a grace period has
+        // elapsed since `batch` was collected (caller's contract).
+        let (run, panicked) = unsafe { batch.run(&mut on_each) };
+        let _ = IN_CALLBACK.try_with(|c| c.set(prev));
+        // Relaxed counters: statistics; `barrier` synchronizes through the worker mutex.
+        self.run_count.fetch_add(run, Ordering::Relaxed);
+        self.panicked.fetch_add(panicked, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> Stats {
+        let mut queued = self.retired_queued.load(Ordering::Relaxed);
+        for p in lock(&self.producers).iter() {
+            queued += p.queued.load(Ordering::Relaxed);
+        }
+        let run = self.run_count.load(Ordering::Relaxed);
+        Stats {
+            grace_periods: self.completed.load(Ordering::Acquire),
+            callbacks_queued: queued,
+            callbacks_run: run,
+            callbacks_panicked: self.panicked.load(Ordering::Relaxed),
+            backlog: queued.saturating_sub(run),
+            peak_backlog: self.peak_backlog.load(Ordering::Relaxed),
+            readers: lock(&self.registry).len(),
+            stalls: self.stalls.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn worker_main<F: Flavor>(core: Arc<Core<F>>) {
+    loop {
+        let snap = {
+            let mut w = lock(&core.worker);
+            w.kick = false;
+            w.snap_started += 1;
+            w.snap_started
+        };
+        let consumer = lock(&core.consumer);
+        let batch = core.collect();
+        let gp_requested = lock(&core.worker).gp_requested;
+        let want_gp = gp_requested > core.completed.load(Ordering::Acquire);
+        let empty = batch.len == 0;
+        if !empty || want_gp {
+            // One grace period for the whole batch (shared with concurrent synchronizers).
+            let target = core.gp_target();
+            core.wait_gp(target.max(gp_requested));
+        }
+        if !empty {
+            core.run_batch(batch);
+        }
+        drop(consumer);
+        let mut w = lock(&core.worker);
+        w.snap_done = snap;
+        core.done_cv.notify_all();
+        if !empty || w.kick {
+            continue;
+        }
+        if w.shutdown {
+            w.started = false;
+            core.worker_started.store(false, Ordering::Release);
+            return;
+        }
+        // SeqCst: pairs (best effort) with the producers' check; see IDLE_POLL.
+        core.worker_sleeping.store(true, Ordering::SeqCst);
+        let pending = lock(&core.producers).iter().any(|p| p.has_pending());
+        if !pending && w.gp_requested <= core.completed.load(Ordering::Acquire) {
+            #[cfg(not(loom))]
+            {
+                w = match core.worker_cv.wait_timeout(w, IDLE_POLL) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+            }
+            #[cfg(loom)]
+            {
+                w = sync::wait(&core.worker_cv, w);
+            }
+        }
+        drop(w);
+        core.worker_sleeping.store(false, Ordering::Relaxed);
+    }
+}
+
+impl<F: Flavor> Drop for Core<F> {
+    fn drop(&mut self) {
+        // No handle, reader or worker is left, so no critical section can exist: every
+        // queued callback may run now, without a grace period.
+        let _consumer = lock(&self.consumer);
+        loop {
+            let batch = self.collect();
+            if batch.len == 0 {
+                break;
+            }
+            self.run_batch(batch);
+        }
+    }
+}
+
+/// An RCU domain: a grace-period counter, a reader registry, and a call_rcu queue with its
+/// worker thread (started on first use). Cloning gives another handle to the same domain.
+///
+/// Most programs use the process-wide default domains through the free functions
+/// ([`rcu_read_lock`](crate::rcu_read_lock), [`synchronize_rcu`](crate::synchronize_rcu), …);
+/// libraries and tests that want isolation create their own.
+///
+/// ```
+/// use rcu_core::{Domain, Mb};
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let domain: Domain<Mb> = Domain::new();
+/// let ran = Arc::new(AtomicUsize::new(0));
+/// let r = ran.clone();
+/// domain.call(move || {
+///     r.fetch_add(1, Ordering::Relaxed);
+/// });
+/// domain.barrier(); // every callback queued before this has run
+/// assert_eq!(ran.load(Ordering::Relaxed), 1);
+/// assert!(domain.stats().grace_periods >= 1);
+/// ```
+pub struct Domain<F: Flavor = Memb> {
+    pub(crate) core: Arc<Core<F>>,
+}
+
+impl<F: Flavor> Domain<F> {
+    /// A new domain with default settings.
+    pub fn new() -> Self {
+        DomainBuilder::default().build()
+    }
+
+    /// A builder for a domain with non-default settings.
+    pub fn builder() -> DomainBuilder<F> {
+        DomainBuilder::default()
+    }
+
+    pub(crate) fn core(&self) -> &Core<F> {
+        &self.core
+    }
+
+    /// Register the calling thread as a reader (`rcu_register_thread`). The handle is
+    /// `!Send` and unregisters when dropped. QSBR readers start online.
+    pub fn register(&self) -> Reader<F> {
+        let rec = self.core.register();
+        Reader::new(self.clone(), rec)
+    }
+
+    /// Wait until every read-side critical section that began before this call has ended
+    /// (`synchronize_rcu`). Concurrent callers share grace periods.
+    ///
+    /// # Panics
+    ///
+    /// If called inside a read-side critical section of this domain, by an online QSBR
+    /// reader of this domain, or from one of this domain's callbacks: each would deadlock.
+    pub fn synchronize(&self) {
+        self.core.check_may_block("synchronize");
+        let target = self.core.gp_target();
+        self.core.wait_gp(target);
+    }
+
+    /// Queue `f` to run on the domain's worker thread after a grace period (`call_rcu`).
+    /// Wait-free: no lock, no atomic read-modify-write on the fast path.
+    #[inline]
+    pub fn call<C: FnOnce() + Send + 'static>(&self, f: C) {
+        Core::enqueue(&self.core, Entry::new(f));
+    }
+
+    /// Drop `value` after a grace period (on the worker thread).
+    #[inline]
+    pub fn defer_drop<T: Send + 'static>(&self, value: T) {
+        self.call(move || drop(value));
+    }
+
+    /// Wait until every callback queued before this call has run, including callbacks
+    /// queued by those callbacks (`rcu_barrier`).
+    ///
+    /// # Panics
+    ///
+    /// In the situations listed for [`Domain::synchronize`].
+    pub fn barrier(&self) {
+        self.core.check_may_block("barrier");
+        if !self.core.worker_started.load(Ordering::Acquire) {
+            Core::start_worker(&self.core);
+        }
+        loop {
+            let nested = self.core.nested_enqueued.load(Ordering::Acquire);
+            let mut w = lock(&self.core.worker);
+            // The first snapshot that begins after this point covers everything queued
+            // before it (the worker takes it under the same mutex).
+            let target = w.snap_started + 1;
+            w.kick = true;
+            self.core.worker_cv.notify_one();
+            while w.snap_done < target {
+                w = sync::wait(&self.core.done_cv, w);
+            }
+            drop(w);
+            if self.core.nested_enqueued.load(Ordering::Acquire) == nested {
+                return;
+            }
+        }
+    }
+
+    /// Start a grace period if needed and return a cookie for [`Domain::poll`]
+    /// (Linux's `start_poll_synchronize_rcu`). The worker thread drives it.
+    pub fn start_poll(&self) -> GpCookie {
+        let target = self.core.gp_target();
+        if !self.core.worker_started.load(Ordering::Acquire) {
+            Core::start_worker(&self.core);
+        }
+        let mut w = lock(&self.core.worker);
+        w.gp_requested = w.gp_requested.max(target);
+        w.kick = true;
+        self.core.worker_cv.notify_one();
+        GpCookie(target)
+    }
+
+    /// A cookie for the current state without starting anything
+    /// (`get_state_synchronize_rcu`); someone else's grace periods will satisfy it.
+    pub fn get_state(&self) -> GpCookie {
+        GpCookie(self.core.gp_target())
+    }
+
+    /// Whether a full grace period has elapsed since `cookie` was taken
+    /// (`poll_state_synchronize_rcu`). Never blocks.
+    #[inline]
+    pub fn poll(&self, cookie: GpCookie) -> bool {
+        // Acquire: pairs with the Release store at the end of each grace period.
+        self.core.completed.load(Ordering::Acquire) >= cookie.0
+    }
+
+    /// Wait for the grace period of `cookie` unless it has already elapsed
+    /// (`cond_synchronize_rcu`).
+    pub fn cond_synchronize(&self, cookie: GpCookie) {
+        if !self.poll(cookie) {
+            self.core.check_may_block("cond_synchronize");
+            self.core.wait_gp(cookie.0);
+        }
+    }
+
+    /// Counters: grace periods, callbacks queued/run/panicked, backlog.
+    pub fn stats(&self) -> Stats {
+        self.core.stats()
+    }
+
+    /// The flavor's name.
+    pub fn flavor_name(&self) -> &'static str {
+        F::NAME
+    }
+
+    /// Whether grace periods use `membarrier` (true only for `Memb` without fallback).
+    pub fn uses_membarrier(&self) -> bool {
+        F::NAME == Memb::NAME && !self.core.fallback
+    }
+
+    /// The protocol in force: "memb", "mb" (including `Memb` fallen back to fences) or "qsbr".
+    pub fn protocol(&self) -> &'static str {
+        if self.core.fallback {
+            "mb"
+        } else {
+            F::NAME
+        }
+    }
+
+    /// Whether two handles refer to the same domain.
+    pub fn same_domain(&self, other: &Domain<F>) -> bool {
+        Arc::ptr_eq(&self.core, &other.core)
+    }
+
+    /// The key a guard of this domain carries (for domain checks in pointer types).
+    #[inline(always)]
+    pub(crate) fn key(&self) -> *const AtomicU64 {
+        &self.core.gp.ctr
+    }
+}
+
+impl<F: Flavor> Default for Domain<F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<F: Flavor> Clone for Domain<F> {
+    fn clone(&self) -> Self {
+        // Relaxed: like `Arc::clone`, a new handle is made from an existing one.
+        self.core.handles.fetch_add(1, Ordering::Relaxed);
+        Domain {
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<F: Flavor> Drop for Domain<F> {
+    fn drop(&mut self) {
+        // AcqRel: the last handle sees every other handle's work before shutting down.
+        if self.core.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut w = lock(&self.core.worker);
+            w.shutdown = true;
+            self.core.worker_cv.notify_one();
+        }
+    }
+}
+
+impl<F: Flavor> fmt::Debug for Domain<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Domain")
+            .field("flavor", &F::NAME)
+            .field("protocol", &self.protocol())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

@@ -1,0 +1,207 @@
+//! The three flavors: how a reader enters and leaves a critical section, and which barrier
+//! the grace-period side pairs with it.
+//!
+//! Every flavor uses the same reader record (`ctr`, `nesting`, `waiting`, see
+//! [`Record`](crate::reader::Record)) and the same grace-period loop: bump the 64-bit
+//! counter `gp`, then wait until every registered reader is either idle (`ctr == 0`) or has
+//! a snapshot taken after the bump (`ctr >= new`). The flavors differ only in the barriers
+//! that make "`ctr` is 0 or new" imply "this reader can no longer see what was unpublished".
+//! The full argument, pairing by pairing, is in [`crate::docs::internal`].
+
+use crate::reader::Record;
+use crate::sync::{fence, AtomicU64, Ordering};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// An RCU flavor: [`Memb`] (the default), [`Mb`] or [`Qsbr`].
+///
+/// The trait is sealed; its methods are implementation details of the read side and are
+/// hidden from the documentation.
+pub trait Flavor: sealed::Sealed + Send + Sync + Sized + 'static {
+    /// Short name ("memb", "mb", "qsbr").
+    const NAME: &'static str;
+    /// Whether the read side keeps a nesting count (memb, mb; qsbr only in debug builds).
+    #[doc(hidden)]
+    const TRACK_NESTING: bool;
+    /// Whether a registered reader starts online with a counter snapshot (qsbr) or idle.
+    #[doc(hidden)]
+    const STARTS_ONLINE: bool;
+    /// Outermost `read_lock`.
+    #[doc(hidden)]
+    fn enter(rec: &Record);
+    /// Outermost unlock.
+    #[doc(hidden)]
+    fn exit(rec: &Record);
+    /// The grace-period side's barrier; `fallback` is the domain's "no membarrier" flag.
+    #[doc(hidden)]
+    fn heavy(fallback: bool);
+}
+
+/// The default flavor: readers pay one thread-local store and a compiler fence; grace
+/// periods pay a `membarrier(PRIVATE_EXPEDITED)` system call.
+///
+/// Where `membarrier` is missing (or `RCU_MEMB_FORCE_FALLBACK=1` is set, or the domain was
+/// built with [`DomainBuilder::force_fallback`](crate::DomainBuilder::force_fallback)), a
+/// `Memb` domain uses the [`Mb`] protocol instead;
+/// [`Domain::uses_membarrier`](crate::Domain::uses_membarrier) says which is in force.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memb;
+
+/// Readers and writers both use real full barriers (on x86-64 a locked `xchg`, which is
+/// cheaper than `mfence`). Portable, and the protocol `Memb` falls back to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mb;
+
+/// Quiescent-state-based reclamation: entering and leaving a critical section costs nothing;
+/// instead each online reader thread announces quiescent states
+/// ([`Reader::quiescent_state`](crate::Reader::quiescent_state)) or goes offline, and a grace
+/// period waits for every online reader to do so.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Qsbr;
+
+impl sealed::Sealed for Memb {}
+impl sealed::Sealed for Mb {}
+impl sealed::Sealed for Qsbr {}
+
+/// Store `v` into `ctr` and make the store globally visible before any later load of this
+/// thread, with the stores and loads before it ordered first (a store-release followed by a
+/// full barrier).
+#[inline(always)]
+pub(crate) fn store_full_barrier(ctr: &AtomicU64, v: u64) {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    {
+        // A locked `xchg` is a full barrier on x86-64 and costs about half of an `mfence`.
+        // The compiler fence keeps the compiler from hoisting later loads above it (the
+        // hardware already cannot).
+        ctr.swap(v, Ordering::SeqCst);
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    {
+        ctr.store(v, Ordering::Release);
+        fence(Ordering::SeqCst);
+    }
+}
+
+impl Flavor for Memb {
+    const NAME: &'static str = "memb";
+    const TRACK_NESTING: bool = true;
+    const STARTS_ONLINE: bool = false;
+
+    #[inline(always)]
+    fn enter(rec: &Record) {
+        // Relaxed: which value we read does not matter for safety (an old value only makes
+        // the next grace period wait for us); the ordering comes from the barrier below.
+        let snap = rec.gp().load(Ordering::Relaxed);
+        if rec.fallback {
+            store_full_barrier(&rec.ctr, snap);
+        } else {
+            // Relaxed store + light barrier: pairs with the writer's membarrier (heavy) so
+            // that either the writer sees this `ctr` or we see what it unpublished.
+            rec.ctr.store(snap, Ordering::Relaxed);
+            crate::membarrier::light();
+        }
+    }
+
+    #[inline(always)]
+    fn exit(rec: &Record) {
+        if rec.fallback {
+            store_full_barrier(&rec.ctr, 0);
+        } else {
+            crate::membarrier::light();
+            // Release: every load of the critical section is ordered before the writer's
+            // Acquire load that reads 0 (and so before it frees anything).
+            rec.ctr.store(0, Ordering::Release);
+            // Orders the store above before the `waiting` load below, paired with the
+            // writer's heavy barrier between setting `waiting` and re-reading `ctr`.
+            crate::membarrier::light();
+        }
+        rec.wake_if_waiting();
+    }
+
+    #[inline]
+    fn heavy(fallback: bool) {
+        if fallback {
+            fence(Ordering::SeqCst);
+        } else {
+            crate::membarrier::heavy();
+        }
+    }
+}
+
+impl Flavor for Mb {
+    const NAME: &'static str = "mb";
+    const TRACK_NESTING: bool = true;
+    const STARTS_ONLINE: bool = false;
+
+    #[inline(always)]
+    fn enter(rec: &Record) {
+        let snap = rec.gp().load(Ordering::Relaxed);
+        // Full barrier: the `ctr` store is visible before our critical section's loads
+        // (store-buffering pairing with the writer's fence before it reads `ctr`).
+        store_full_barrier(&rec.ctr, snap);
+    }
+
+    #[inline(always)]
+    fn exit(rec: &Record) {
+        // Release + full barrier: the critical section happens-before the writer's Acquire
+        // read of 0, and the store is ordered before the `waiting` load.
+        store_full_barrier(&rec.ctr, 0);
+        rec.wake_if_waiting();
+    }
+
+    #[inline]
+    fn heavy(_fallback: bool) {
+        fence(Ordering::SeqCst);
+    }
+}
+
+impl Flavor for Qsbr {
+    const NAME: &'static str = "qsbr";
+    const TRACK_NESTING: bool = cfg!(debug_assertions);
+    const STARTS_ONLINE: bool = true;
+
+    #[inline(always)]
+    fn enter(_rec: &Record) {}
+
+    #[inline(always)]
+    fn exit(_rec: &Record) {}
+
+    #[inline]
+    fn heavy(_fallback: bool) {
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// QSBR: announce a quiescent state for `rec` (the owning thread only).
+#[inline]
+pub(crate) fn qsbr_quiescent(rec: &Record) {
+    // Acquire: pairs with the Release store of the grace-period bump, so whatever the
+    // writer unpublished before the bump is visible to our next critical sections.
+    let g = rec.gp().load(Ordering::Acquire);
+    // Relaxed: only this thread writes its own `ctr`.
+    if rec.ctr.load(Ordering::Relaxed) != g {
+        // Release: our earlier critical sections happen-before the writer's Acquire read of
+        // the new value; the full barrier then orders the store before the `waiting` load.
+        store_full_barrier(&rec.ctr, g);
+        rec.wake_if_waiting();
+    }
+}
+
+/// QSBR: go offline (extended quiescent state).
+#[inline]
+pub(crate) fn qsbr_offline(rec: &Record) {
+    store_full_barrier(&rec.ctr, 0);
+    rec.wake_if_waiting();
+}
+
+/// QSBR: come back online.
+#[inline]
+pub(crate) fn qsbr_online(rec: &Record) {
+    let g = rec.gp().load(Ordering::Acquire);
+    // Full barrier: our `ctr` must be visible before the loads of the critical sections
+    // that follow (store-buffering pairing with the writer's fence before it reads `ctr`).
+    store_full_barrier(&rec.ctr, g);
+}

@@ -1,0 +1,87 @@
+//! The heavy/light barrier pair behind the `Memb` flavor.
+//!
+//! # Semantics
+//!
+//! [`heavy`] is called by the grace-period side, [`light`] by readers (it is only a compiler
+//! fence). The contract is the one of Linux's `sys_membarrier`: for every reader executing
+//! `light()` and every call of `heavy()`, either everything the reader did before its
+//! `light()` is visible to the code after `heavy()` returns, or everything before `heavy()`
+//! is visible to the reader after its `light()`. In other words the pair behaves as if both
+//! sides had executed `fence(SeqCst)`, while the reader pays nothing at run time.
+//!
+//! `heavy()` is `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`: the kernel interrupts every
+//! CPU currently running a thread of this process and makes it execute a full barrier; a
+//! thread that is not running passes through a context switch, which is a full barrier too.
+//!
+//! # Detection
+//!
+//! [`available`] registers the process for `PRIVATE_EXPEDITED` once (the command must be
+//! registered before use) and reports whether that worked. Where the syscall is missing
+//! (old kernels, seccomp sandboxes, `cfg(loom)`) a domain falls back to real fences on both
+//! sides, which is the `Mb` flavor's protocol.
+
+#[cfg(not(loom))]
+use std::sync::OnceLock;
+
+#[cfg(not(loom))]
+const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
+#[cfg(not(loom))]
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+#[cfg(not(loom))]
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+#[cfg(not(loom))]
+fn membarrier(cmd: libc::c_int) -> libc::c_long {
+    // SAFETY: membarrier takes two integer arguments (cmd, flags) and touches no memory of
+    // ours; an unsupported command returns -1 with errno set, which callers check.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_int) }
+}
+
+/// Whether `MEMBARRIER_CMD_PRIVATE_EXPEDITED` is usable in this process (registering for it
+/// on the first call). Honors `RCU_MEMB_FORCE_FALLBACK=1`, which pretends it is missing.
+pub fn available() -> bool {
+    #[cfg(loom)]
+    {
+        false
+    }
+    #[cfg(not(loom))]
+    {
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            if std::env::var_os("RCU_MEMB_FORCE_FALLBACK").is_some_and(|v| v == "1") {
+                return false;
+            }
+            let mask = membarrier(MEMBARRIER_CMD_QUERY);
+            if mask < 0 || mask & MEMBARRIER_CMD_PRIVATE_EXPEDITED as libc::c_long == 0 {
+                return false;
+            }
+            membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+        })
+    }
+}
+
+/// The grace-period side of the pair: a full barrier on every running thread of the process.
+///
+/// Only call this after [`available`] returned `true`.
+#[inline]
+pub fn heavy() {
+    // Our own side of the pairing is a real fence as well, so that the C11 reasoning of the
+    // callers holds on the writer side without appealing to the syscall.
+    crate::sync::fence(crate::sync::Ordering::SeqCst);
+    #[cfg(not(loom))]
+    {
+        let r = membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+        // Registration succeeded in `available()`, and the kernel never withdraws it; a
+        // failure here would mean readers are unprotected, so it must not pass silently.
+        assert!(
+            r == 0,
+            "membarrier(PRIVATE_EXPEDITED) failed after registration"
+        );
+    }
+}
+
+/// The reader side of the pair: a compiler fence (a real fence under loom).
+#[inline(always)]
+pub fn light() {
+    crate::sync::light_fence();
+}

@@ -1,0 +1,327 @@
+//! RCU-protected pointers: the owning cells [`RcuBox`] and [`RcuOption`], and the raw
+//! primitives of the C API ([`rcu_dereference`], [`rcu_assign_pointer`],
+//! [`rcu_xchg_pointer`]).
+
+use core::fmt;
+use core::ptr;
+
+use crate::domain::Domain;
+use crate::flavor::{Flavor, Memb};
+use crate::reader::ReadGuard;
+use crate::sync::{AtomicPtr, Ordering};
+
+/// Load an RCU-protected pointer for reading (`rcu_dereference`).
+///
+/// `Acquire` (free on x86-64 and a plain load plus ordering elsewhere): the pointee's
+/// initialisation, published by [`rcu_assign_pointer`], is visible through the result.
+///
+/// # Safety
+///
+/// 1. `p` holds null or a pointer to a valid `T` that, once unpublished, is freed only
+///    after a grace period of `guard`'s domain has elapsed.
+/// 2. No `&mut T` to the pointee exists while the returned reference lives.
+#[inline(always)]
+pub unsafe fn rcu_dereference<'g, T, F: Flavor>(
+    p: &AtomicPtr<T>,
+    guard: &'g ReadGuard<'_, F>,
+) -> Option<&'g T> {
+    let _ = guard;
+    let raw = p.load(Ordering::Acquire);
+    // SAFETY: by contract 1 the pointee stays valid until a grace period that cannot end
+    // while `guard` (which outlives 'g) is held; contract 2 rules out aliasing `&mut`.
+    unsafe { raw.as_ref() }
+}
+
+/// Publish `new` (`rcu_assign_pointer`): a `Release` store, so a reader that loads `new`
+/// sees it fully initialised. Safe by itself; the obligations are on whoever later frees
+/// the value that was replaced.
+#[inline]
+pub fn rcu_assign_pointer<T>(p: &AtomicPtr<T>, new: *mut T) {
+    p.store(new, Ordering::Release);
+}
+
+/// Publish `new` and return the previous value (`rcu_xchg_pointer`), `AcqRel`. The old
+/// pointer may still be in use by readers until a grace period has elapsed.
+#[inline]
+pub fn rcu_xchg_pointer<T>(p: &AtomicPtr<T>, new: *mut T) -> *mut T {
+    p.swap(new, Ordering::AcqRel)
+}
+
+/// Publish `new` if `p` still holds `current` (`rcu_cmpxchg_pointer`); returns the value
+/// found. `AcqRel` on success, `Acquire` on failure.
+#[inline]
+pub fn rcu_cmpxchg_pointer<T>(p: &AtomicPtr<T>, current: *mut T, new: *mut T) -> *mut T {
+    match p.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(v) | Err(v) => v,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn wrong_domain() -> ! {
+    panic!("rcu: guard belongs to another domain than this RCU pointer")
+}
+
+/// An RCU-protected, always-present value: readers `load` it under a guard, writers
+/// `replace` it and the old value is dropped after a grace period.
+///
+/// Invariant: `ptr` is always a `Box`-allocated `T` owned by this cell; a value it no longer
+/// points to is freed only after a grace period of `domain` (or never, when handed back
+/// to the caller by [`RcuBox::replace_sync`]).
+///
+/// ```
+/// use rcu_core::{rcu_read_lock, RcuBox};
+///
+/// let config = RcuBox::new(String::from("v1"));
+/// {
+///     let guard = rcu_read_lock();
+///     assert_eq!(config.load(&guard), "v1");
+/// }
+/// config.replace(String::from("v2")); // "v1" is dropped after a grace period
+/// assert_eq!(config.load(&rcu_read_lock()), "v2");
+/// let old = config.replace_sync(String::from("v3")); // waits, then hands "v2" back
+/// assert_eq!(old, "v2");
+/// ```
+pub struct RcuBox<T: Send + Sync + 'static, F: Flavor = Memb> {
+    ptr: AtomicPtr<T>,
+    domain: Domain<F>,
+}
+
+#[cfg(not(loom))]
+impl<T: Send + Sync + 'static> RcuBox<T, Memb> {
+    /// A cell in the default (memb) domain.
+    pub fn new(value: T) -> Self {
+        Self::new_in(value, crate::default::default_domain())
+    }
+}
+
+impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
+    /// A cell whose retired values are reclaimed through `domain`.
+    pub fn new_in(value: T, domain: &Domain<F>) -> Self {
+        RcuBox {
+            ptr: AtomicPtr::new(Box::into_raw(Box::new(value))),
+            domain: domain.clone(),
+        }
+    }
+
+    /// Read the current value. The reference lives as long as the guard (and the cell).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain (its critical section would not protect us).
+    #[inline(always)]
+    pub fn load<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> &'g T {
+        if guard.domain_key() != self.domain.key() {
+            wrong_domain();
+        }
+        // SAFETY: the pointer is never null (type invariant) and a replaced value is only
+        // freed after a grace period of our domain, which `guard` (same domain, checked
+        // above) holds off for 'g; we never hand out `&mut T` while shared.
+        unsafe { rcu_dereference(&self.ptr, guard).unwrap_unchecked() }
+    }
+
+    /// Replace the value; the old one is dropped on the domain's worker after a grace
+    /// period (`rcu_xchg_pointer` + `call_rcu`). Never blocks.
+    pub fn replace(&self, value: T) {
+        let old = rcu_xchg_pointer(&self.ptr, Box::into_raw(Box::new(value)));
+        // SAFETY: `old` came from `Box::into_raw` (type invariant) and is now unreachable
+        // for new readers; the box is freed only after a grace period (by `defer_drop`).
+        let old = unsafe { Box::from_raw(old) };
+        self.domain.defer_drop(old);
+    }
+
+    /// Replace the value, wait for a grace period, and return the old value
+    /// (`rcu_xchg_pointer` + `synchronize_rcu`).
+    ///
+    /// # Panics
+    ///
+    /// As [`Domain::synchronize`] does when it would deadlock.
+    pub fn replace_sync(&self, value: T) -> T {
+        let old = rcu_xchg_pointer(&self.ptr, Box::into_raw(Box::new(value)));
+        self.domain.synchronize();
+        // SAFETY: `old` came from `Box::into_raw`, is unpublished, and a grace period has
+        // elapsed, so no reader still holds a reference to it.
+        *unsafe { Box::from_raw(old) }
+    }
+
+    /// Read-copy-update: build a new value from the current one and publish it, retrying if
+    /// another writer got there first. The old value is retired through `call_rcu`.
+    /// `f` may run more than once.
+    pub fn update(&self, guard: &ReadGuard<'_, F>, mut f: impl FnMut(&T) -> T) {
+        if guard.domain_key() != self.domain.key() {
+            wrong_domain();
+        }
+        loop {
+            let cur = self.ptr.load(Ordering::Acquire);
+            // SAFETY: as in `load`: `cur` stays valid while `guard` is held.
+            let new = Box::into_raw(Box::new(f(unsafe { &*cur })));
+            if rcu_cmpxchg_pointer(&self.ptr, cur, new) == cur {
+                // SAFETY: we unpublished `cur` (a `Box` per the invariant); it is dropped
+                // after a grace period.
+                self.domain.defer_drop(unsafe { Box::from_raw(cur) });
+                return;
+            }
+            // SAFETY: `new` was never published; we still own it.
+            drop(unsafe { Box::from_raw(new) });
+        }
+    }
+
+    /// The domain reclaiming this cell's old values.
+    pub fn domain(&self) -> &Domain<F> {
+        &self.domain
+    }
+
+    /// Mutable access: `&mut self` proves no reader holds a reference.
+    pub fn get_mut(&mut self) -> &mut T {
+        // SAFETY: non-null `Box` pointer (invariant); `&mut self` excludes every borrow,
+        // including references loaded under guards (they borrow `self`).
+        unsafe { &mut *self.ptr.load(Ordering::Relaxed) }
+    }
+
+    /// Take the value out.
+    pub fn into_inner(self) -> T {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: we own `this` and never use it again (ManuallyDrop); reading the domain
+        // out moves it.
+        let domain = unsafe { ptr::read(&this.domain) };
+        drop(domain);
+        // SAFETY: `self` by value: no borrow, so no reader reference, exists.
+        *unsafe { Box::from_raw(this.ptr.load(Ordering::Relaxed)) }
+    }
+}
+
+impl<T: Send + Sync + 'static, F: Flavor> Drop for RcuBox<T, F> {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self` proves no reader reference remains (they borrow `self`); the
+        // pointer is the cell's own `Box`.
+        drop(unsafe { Box::from_raw(self.ptr.load(Ordering::Relaxed)) });
+    }
+}
+
+impl<T: Send + Sync + fmt::Debug + 'static, F: Flavor> fmt::Debug for RcuBox<T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RcuBox").finish_non_exhaustive()
+    }
+}
+
+/// An RCU-protected optional value: like [`RcuBox`], but may be empty.
+///
+/// Invariant: `ptr` is null or a `Box`-allocated `T` owned by this cell; unpublished
+/// values are freed only after a grace period of `domain`.
+///
+/// ```
+/// use rcu_core::{rcu_read_lock, RcuOption};
+///
+/// let slot: RcuOption<u64> = RcuOption::new(None);
+/// assert!(slot.load(&rcu_read_lock()).is_none());
+/// slot.store(Some(5));
+/// assert_eq!(slot.load(&rcu_read_lock()), Some(&5));
+/// slot.take(); // retired after a grace period
+/// assert!(slot.load(&rcu_read_lock()).is_none());
+/// ```
+pub struct RcuOption<T: Send + Sync + 'static, F: Flavor = Memb> {
+    ptr: AtomicPtr<T>,
+    domain: Domain<F>,
+}
+
+fn into_raw<T>(v: Option<T>) -> *mut T {
+    v.map_or(ptr::null_mut(), |v| Box::into_raw(Box::new(v)))
+}
+
+#[cfg(not(loom))]
+impl<T: Send + Sync + 'static> RcuOption<T, Memb> {
+    /// A cell in the default (memb) domain.
+    pub fn new(value: Option<T>) -> Self {
+        Self::new_in(value, crate::default::default_domain())
+    }
+}
+
+impl<T: Send + Sync + 'static, F: Flavor> RcuOption<T, F> {
+    /// A cell whose retired values are reclaimed through `domain`.
+    pub fn new_in(value: Option<T>, domain: &Domain<F>) -> Self {
+        RcuOption {
+            ptr: AtomicPtr::new(into_raw(value)),
+            domain: domain.clone(),
+        }
+    }
+
+    /// Read the current value, if any.
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain.
+    #[inline(always)]
+    pub fn load<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
+        if guard.domain_key() != self.domain.key() {
+            wrong_domain();
+        }
+        // SAFETY: null or a `Box` freed only after a grace period of our domain, held off
+        // by `guard` (same domain, checked above); no `&mut T` while shared.
+        unsafe { rcu_dereference(&self.ptr, guard) }
+    }
+
+    /// Publish `value`; the old value (if any) is dropped after a grace period.
+    pub fn store(&self, value: Option<T>) {
+        self.retire(rcu_xchg_pointer(&self.ptr, into_raw(value)));
+    }
+
+    /// Empty the cell; the old value (if any) is dropped after a grace period.
+    pub fn take(&self) {
+        self.store(None);
+    }
+
+    /// Publish `value`, wait for a grace period, and return the old value.
+    ///
+    /// # Panics
+    ///
+    /// As [`Domain::synchronize`] does when it would deadlock.
+    pub fn swap_sync(&self, value: Option<T>) -> Option<T> {
+        let old = rcu_xchg_pointer(&self.ptr, into_raw(value));
+        if old.is_null() {
+            return None;
+        }
+        self.domain.synchronize();
+        // SAFETY: unpublished `Box` pointer and a grace period has elapsed.
+        Some(*unsafe { Box::from_raw(old) })
+    }
+
+    /// Publish `value` only if the cell is empty; gives `value` back otherwise.
+    pub fn set_if_empty(&self, value: T) -> Result<(), T> {
+        let new = Box::into_raw(Box::new(value));
+        let found = rcu_cmpxchg_pointer(&self.ptr, ptr::null_mut(), new);
+        if found.is_null() {
+            Ok(())
+        } else {
+            // SAFETY: `new` was never published; we still own it.
+            Err(*unsafe { Box::from_raw(new) })
+        }
+    }
+
+    fn retire(&self, old: *mut T) {
+        if !old.is_null() {
+            // SAFETY: `old` is an unpublished `Box` of ours; dropped after a grace period.
+            self.domain.defer_drop(unsafe { Box::from_raw(old) });
+        }
+    }
+
+    /// The domain reclaiming this cell's old values.
+    pub fn domain(&self) -> &Domain<F> {
+        &self.domain
+    }
+}
+
+impl<T: Send + Sync + 'static, F: Flavor> Drop for RcuOption<T, F> {
+    fn drop(&mut self) {
+        let p = self.ptr.load(Ordering::Relaxed);
+        if !p.is_null() {
+            // SAFETY: `&mut self`: no reader reference remains; `p` is our `Box`.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static, F: Flavor> fmt::Debug for RcuOption<T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RcuOption").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,95 @@
+//! The one place that decides where atomics, fences, cells and thread primitives come from.
+//!
+//! Under `--cfg loom` everything comes from loom so that the models in `loom-tests` explore
+//! every interleaving of the real algorithm; otherwise from `std`. No other module imports
+//! `std::sync::atomic` directly.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+#[cfg(loom)]
+pub(crate) use loom::thread::yield_now;
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+#[cfg(not(loom))]
+pub(crate) use std::thread::yield_now;
+
+/// A compiler-only fence. Loom does not model compiler fences, so under loom it is a real
+/// `SeqCst` fence (the membarrier pairing is modelled as fences on both sides).
+#[inline(always)]
+pub(crate) fn light_fence() {
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
+
+/// Lock a mutex, ignoring poisoning: every critical section in this crate leaves the
+/// protected data consistent before anything that can panic runs.
+#[inline]
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Wait on a condition variable, ignoring poisoning (see [`lock`]).
+#[inline]
+pub(crate) fn wait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    match cv.wait(g) {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Park the current thread for at most `d` (under loom: yield, loom has no timed park).
+#[inline]
+pub(crate) fn park_timeout(d: std::time::Duration) {
+    #[cfg(loom)]
+    {
+        let _ = d;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    std::thread::park_timeout(d);
+}
+
+/// Spin-wait hint (under loom: a yield so the model makes progress).
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
+
+#[cfg(loom)]
+pub(crate) use loom::thread_local as tls;
+#[cfg(not(loom))]
+pub(crate) use std::thread_local as tls;
+
+/// Spawn a named thread (a loom thread under loom).
+pub(crate) fn spawn<T: Send + 'static>(
+    name: String,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<()> {
+    #[cfg(loom)]
+    {
+        let _ = name;
+        loom::thread::spawn(f);
+        Ok(())
+    }
+    #[cfg(not(loom))]
+    {
+        std::thread::Builder::new().name(name).spawn(f).map(drop)
+    }
+}
