@@ -339,6 +339,14 @@ impl<'r, F: Flavor> ReadGuard<'r, F> {
         }
     }
 
+    /// Whether this guard is a critical section of `domain` (one pointer comparison).
+    /// Data structures that retire through a domain check this before handing out
+    /// references, since a guard only protects against its own domain's grace periods.
+    #[inline(always)]
+    pub fn is_of(&self, domain: &Domain<F>) -> bool {
+        self.rec.gp == domain.key()
+    }
+
     /// The address of the domain core this guard protects (for domain checks).
     #[inline(always)]
     pub(crate) fn domain_key(&self) -> *const AtomicU64 {
