@@ -1,0 +1,1 @@
+//! QEMU RAMList on RCU (work in progress).

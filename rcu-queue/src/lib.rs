@@ -1,0 +1,1 @@
+//! Intrusive RCU lists (work in progress).
