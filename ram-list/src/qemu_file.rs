@@ -734,7 +734,8 @@ pub struct QemuFileReader<R> {
 
 impl<R: Read> QemuFileReader<R> {
     /// Reads and checks the file header (magic, version 3) and, if present,
-    /// the configuration record.
+    /// the configuration record.  The reader issues many small reads, so wrap
+    /// files and sockets in a [`std::io::BufReader`].
     pub fn new(r: R) -> Result<Self, QemuFileError> {
         let mut reader = CountingReader::new(r);
         let magic = reader.read_be32()?;
