@@ -23,12 +23,13 @@ const SPINS: u32 = if cfg!(loom) { 1 } else { 100 };
 const YIELDS: u32 = if cfg!(loom) { 1 } else { 4 };
 /// How long an idle worker sleeps before it looks at the queues again (bounds the latency
 /// of a wake-up lost to the race described in `call`).
+#[cfg(not(loom))]
 const IDLE_POLL: Duration = Duration::from_millis(10);
 
 static NEXT_DOMAIN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The stall hook type: called with a report while a grace period is stalled.
-pub type StallHook = Arc<dyn Fn(&StallReport) + Send + Sync>;
+pub type StallHook = std::sync::Arc<dyn Fn(&StallReport) + Send + Sync>;
 
 /// A grace period that has waited longer than the stall timeout.
 #[derive(Debug, Clone)]
@@ -144,7 +145,7 @@ impl<F: Flavor> DomainBuilder<F> {
 
     /// Replace the default stall hook (one line on stderr).
     pub fn stall_hook(mut self, hook: impl Fn(&StallReport) + Send + Sync + 'static) -> Self {
-        self.stall_hook = Some(Arc::new(hook));
+        self.stall_hook = Some(std::sync::Arc::new(hook));
         self
     }
 
@@ -261,6 +262,7 @@ pub(crate) struct Core<F: Flavor> {
     _f: PhantomData<F>,
 }
 
+#[cfg(not(loom))]
 sync::tls! {
     /// Records registered by this thread: `(domain id, record)`, for misuse detection.
     static OWNED: RefCell<Vec<(u64, *const Record)>> = const { RefCell::new(Vec::new()) };
@@ -268,6 +270,17 @@ sync::tls! {
     static IN_CALLBACK: Cell<u64> = const { Cell::new(0) };
     /// This thread's call_rcu producers, one per domain id.
     static PRODUCERS: ProducerSlots = const { ProducerSlots(RefCell::new(Vec::new())) };
+}
+
+// loom's `thread_local!` has no `const` initialisers.
+#[cfg(loom)]
+sync::tls! {
+    /// Records registered by this thread: `(domain id, record)`, for misuse detection.
+    static OWNED: RefCell<Vec<(u64, *const Record)>> = RefCell::new(Vec::new());
+    /// The domain whose callbacks this thread is running (0: none).
+    static IN_CALLBACK: Cell<u64> = Cell::new(0);
+    /// This thread's call_rcu producers, one per domain id.
+    static PRODUCERS: ProducerSlots = ProducerSlots(RefCell::new(Vec::new()));
 }
 
 struct ProducerSlots(RefCell<Vec<(u64, Arc<Producer>)>>);
