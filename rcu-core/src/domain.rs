@@ -634,9 +634,8 @@ fn worker_main<F: Flavor>(core: Arc<Core<F>>) {
             let target = core.gp_target();
             core.wait_gp(target.max(gp_requested));
         }
-        if !empty {
-            core.run_batch(batch);
-        }
+        // Even an empty batch may hold drained sealed chunks to free.
+        core.run_batch(batch);
         drop(consumer);
         let mut w = lock(&core.worker);
         w.snap_done = snap;
@@ -677,10 +676,12 @@ impl<F: Flavor> Drop for Core<F> {
         let _consumer = lock(&self.consumer);
         loop {
             let batch = self.collect();
-            if batch.len == 0 {
+            let n = batch.len;
+            // Always run: an empty batch may still hold drained sealed chunks to free.
+            self.run_batch(batch);
+            if n == 0 {
                 break;
             }
-            self.run_batch(batch);
         }
     }
 }
