@@ -85,7 +85,7 @@ impl<F: Flavor> Slot<F> {
     pub(crate) fn unregister(&self, what: &str) {
         if let Some(rec) = self.registered() {
             assert!(
-                rec.nesting.get() == 0,
+                !F::in_critical_section(rec),
                 "rcu: {what}() inside a read-side critical section"
             );
         }
@@ -129,7 +129,16 @@ pub fn default_domain() -> &'static Domain<Memb> {
 /// ```
 #[inline(always)]
 pub fn rcu_read_lock() -> ReadGuard<'static, Memb> {
-    let rec = SLOT.record();
+    // Direct access to the const thread-local (not through `SLOT`'s `&LocalKey`, which
+    // the optimiser does not always see through).
+    let rec = REC.with(Cell::get);
+    let rec = if rec.is_null() {
+        SLOT.register_slow()
+    } else {
+        rec
+    };
+    // SAFETY: as in `Slot::record`: a non-null `REC` is this thread's live record.
+    let rec = unsafe { &*rec };
     // SAFETY: `rec` is this thread's record in the (never dropped) default domain.
     unsafe { ReadGuard::enter(rec) }
 }
@@ -259,7 +268,14 @@ pub mod qsbr {
     /// Enter a read-side critical section (`rcu_read_lock`); registers (online) on first use.
     #[inline(always)]
     pub fn rcu_read_lock() -> RcuReadGuard {
-        let rec = SLOT.record();
+        let rec = REC.with(Cell::get);
+        let rec = if rec.is_null() {
+            SLOT.register_slow()
+        } else {
+            rec
+        };
+        // SAFETY: as in `Slot::record`: a non-null `REC` is this thread's live record.
+        let rec = unsafe { &*rec };
         NESTING.with(|n| n.set(n.get() + 1));
         RcuReadGuard {
             // SAFETY: this thread's record in the (never dropped) QSBR default domain.

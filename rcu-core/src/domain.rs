@@ -155,7 +155,7 @@ impl<F: Flavor> DomainBuilder<F> {
             F::NAME == Memb::NAME && (self.force_fallback || !crate::membarrier::available());
         let core = Core {
             gp: CachePadded::new(GpWord {
-                ctr: AtomicU64::new(1),
+                ctr: AtomicU64::new(crate::flavor::GP_STEP | 1),
             }),
             fallback,
             id: NEXT_DOMAIN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -343,7 +343,7 @@ impl<F: Flavor> Core<F> {
                 // SAFETY: records in OWNED are removed before their `Reader` frees them, and
                 // the list is thread-local, so `rec` is live.
                 let rec = unsafe { &*rec };
-                if rec.nesting.get() > 0 {
+                if F::in_critical_section(rec) {
                     panic!(
                         "rcu: {what}() called inside a read-side critical section of the \
                          same domain: the grace period would wait for this thread (deadlock)"
@@ -416,7 +416,7 @@ impl<F: Flavor> Core<F> {
         F::heavy(self.fallback);
         // Relaxed load: only the leader stores the counter. Release store: a qsbr reader that
         // Acquire-loads the new value sees what was unpublished before it.
-        let new = self.gp.ctr.load(Ordering::Relaxed) + 1;
+        let new = self.gp.ctr.load(Ordering::Relaxed) + crate::flavor::GP_STEP;
         self.gp.ctr.store(new, Ordering::Release);
         let pending: Vec<_> = lock(&self.registry)
             .iter()

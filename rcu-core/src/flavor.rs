@@ -1,7 +1,7 @@
 //! The three flavors: how a reader enters and leaves a critical section, and which barrier
 //! the grace-period side pairs with it.
 //!
-//! Every flavor uses the same reader record (`ctr`, `nesting`, `waiting`, see
+//! Every flavor uses the same reader record (`ctr`, `waiting`, see
 //! [`Record`](crate::reader::Record)) and the same grace-period loop: bump the 64-bit
 //! counter `gp`, then wait until every registered reader is either idle (`ctr == 0`) or has
 //! a snapshot taken after the bump (`ctr >= new`). The flavors differ only in the barriers
@@ -22,21 +22,37 @@ mod sealed {
 pub trait Flavor: sealed::Sealed + Send + Sync + Sized + 'static {
     /// Short name ("memb", "mb", "qsbr").
     const NAME: &'static str;
-    /// Whether the read side keeps a nesting count (memb, mb; qsbr only in debug builds).
-    #[doc(hidden)]
-    const TRACK_NESTING: bool;
     /// Whether a registered reader starts online with a counter snapshot (qsbr) or idle.
     #[doc(hidden)]
     const STARTS_ONLINE: bool;
-    /// Outermost `read_lock`.
+    /// `read_lock` (any nesting level).
     #[doc(hidden)]
-    fn enter(rec: &Record);
-    /// Outermost unlock.
+    fn lock(rec: &Record);
+    /// Leaving a critical section (any nesting level).
     #[doc(hidden)]
-    fn exit(rec: &Record);
+    fn unlock(rec: &Record);
+    /// Whether the owning thread is inside a critical section (qsbr: only tracked in
+    /// debug builds).
+    #[doc(hidden)]
+    fn in_critical_section(rec: &Record) -> bool;
     /// The grace-period side's barrier; `fallback` is the domain's "no membarrier" flag.
     #[doc(hidden)]
     fn heavy(fallback: bool);
+}
+
+/// The low bits of a reader's `ctr` count its nesting depth; the grace-period counter
+/// advances in steps of `1 << NEST_BITS` and always has nesting 1 in its low bits, so the
+/// outermost lock is a single store of the counter. 48 bits of grace periods last ~9 years
+/// at a million grace periods per second.
+pub(crate) const NEST_BITS: u32 = 16;
+pub(crate) const NEST_MASK: u64 = (1 << NEST_BITS) - 1;
+/// One grace-period step of the counter.
+pub(crate) const GP_STEP: u64 = 1 << NEST_BITS;
+
+#[cold]
+#[inline(never)]
+fn nesting_overflow() -> ! {
+    panic!("rcu: read-side critical sections nested more than 65535 deep")
 }
 
 /// The default flavor: readers pay one thread-local store and a compiler fence; grace
@@ -87,38 +103,56 @@ pub(crate) fn store_full_barrier(ctr: &AtomicU64, v: u64) {
 
 impl Flavor for Memb {
     const NAME: &'static str = "memb";
-    const TRACK_NESTING: bool = true;
     const STARTS_ONLINE: bool = false;
 
     #[inline(always)]
-    fn enter(rec: &Record) {
-        // Relaxed: which value we read does not matter for safety (an old value only makes
-        // the next grace period wait for us); the ordering comes from the barrier below.
-        let snap = rec.gp().load(Ordering::Relaxed);
-        if rec.fallback {
-            store_full_barrier(&rec.ctr, snap);
+    fn lock(rec: &Record) {
+        // Relaxed: only this thread writes its `ctr`.
+        let tmp = rec.ctr.load(Ordering::Relaxed);
+        if tmp & NEST_MASK == 0 {
+            // Outermost. Relaxed load of the counter: which value we read does not matter
+            // for safety (an old value only makes the next grace period wait for us); the
+            // ordering comes from the barrier after the store.
+            let snap = rec.gp().load(Ordering::Relaxed);
+            if rec.fallback {
+                store_full_barrier(&rec.ctr, snap);
+            } else {
+                // Relaxed store + light barrier: pairs with the writer's membarrier (heavy)
+                // so that either the writer sees this `ctr` or we see what it unpublished.
+                rec.ctr.store(snap, Ordering::Relaxed);
+                crate::membarrier::light();
+            }
         } else {
-            // Relaxed store + light barrier: pairs with the writer's membarrier (heavy) so
-            // that either the writer sees this `ctr` or we see what it unpublished.
-            rec.ctr.store(snap, Ordering::Relaxed);
-            crate::membarrier::light();
+            nest(rec, tmp);
         }
     }
 
     #[inline(always)]
-    fn exit(rec: &Record) {
-        if rec.fallback {
-            store_full_barrier(&rec.ctr, 0);
+    fn unlock(rec: &Record) {
+        let tmp = rec.ctr.load(Ordering::Relaxed);
+        if tmp & NEST_MASK == 1 {
+            if rec.fallback {
+                store_full_barrier(&rec.ctr, 0);
+            } else {
+                crate::membarrier::light();
+                // Release: every load of the critical section is ordered before the
+                // writer's Acquire load that reads 0 (and so before it frees anything).
+                rec.ctr.store(0, Ordering::Release);
+                // Orders the store above before the `waiting` load below, paired with the
+                // writer's heavy barrier between setting `waiting` and re-reading `ctr`.
+                crate::membarrier::light();
+            }
+            rec.wake_if_waiting();
         } else {
-            crate::membarrier::light();
-            // Release: every load of the critical section is ordered before the writer's
-            // Acquire load that reads 0 (and so before it frees anything).
-            rec.ctr.store(0, Ordering::Release);
-            // Orders the store above before the `waiting` load below, paired with the
-            // writer's heavy barrier between setting `waiting` and re-reading `ctr`.
-            crate::membarrier::light();
+            // Inner unlock: the snapshot bits are unchanged. Relaxed: ordering only
+            // matters at the outermost level.
+            rec.ctr.store(tmp - 1, Ordering::Relaxed);
         }
-        rec.wake_if_waiting();
+    }
+
+    #[inline(always)]
+    fn in_critical_section(rec: &Record) -> bool {
+        rec.ctr.load(Ordering::Relaxed) & NEST_MASK != 0
     }
 
     #[inline]
@@ -131,25 +165,49 @@ impl Flavor for Memb {
     }
 }
 
+/// Inner (nested) lock: bump the nesting bits of `ctr`.
+#[inline(always)]
+fn nest(rec: &Record, tmp: u64) {
+    if tmp & NEST_MASK == NEST_MASK {
+        nesting_overflow();
+    }
+    // Relaxed: the snapshot bits are unchanged; only this thread writes `ctr`.
+    rec.ctr.store(tmp + 1, Ordering::Relaxed);
+}
+
 impl Flavor for Mb {
     const NAME: &'static str = "mb";
-    const TRACK_NESTING: bool = true;
     const STARTS_ONLINE: bool = false;
 
     #[inline(always)]
-    fn enter(rec: &Record) {
-        let snap = rec.gp().load(Ordering::Relaxed);
-        // Full barrier: the `ctr` store is visible before our critical section's loads
-        // (store-buffering pairing with the writer's fence before it reads `ctr`).
-        store_full_barrier(&rec.ctr, snap);
+    fn lock(rec: &Record) {
+        let tmp = rec.ctr.load(Ordering::Relaxed);
+        if tmp & NEST_MASK == 0 {
+            let snap = rec.gp().load(Ordering::Relaxed);
+            // Full barrier: the `ctr` store is visible before our critical section's loads
+            // (store-buffering pairing with the writer's fence before it reads `ctr`).
+            store_full_barrier(&rec.ctr, snap);
+        } else {
+            nest(rec, tmp);
+        }
     }
 
     #[inline(always)]
-    fn exit(rec: &Record) {
-        // Release + full barrier: the critical section happens-before the writer's Acquire
-        // read of 0, and the store is ordered before the `waiting` load.
-        store_full_barrier(&rec.ctr, 0);
-        rec.wake_if_waiting();
+    fn unlock(rec: &Record) {
+        let tmp = rec.ctr.load(Ordering::Relaxed);
+        if tmp & NEST_MASK == 1 {
+            // Release + full barrier: the critical section happens-before the writer's
+            // Acquire read of 0, and the store is ordered before the `waiting` load.
+            store_full_barrier(&rec.ctr, 0);
+            rec.wake_if_waiting();
+        } else {
+            rec.ctr.store(tmp - 1, Ordering::Relaxed);
+        }
+    }
+
+    #[inline(always)]
+    fn in_critical_section(rec: &Record) -> bool {
+        rec.ctr.load(Ordering::Relaxed) & NEST_MASK != 0
     }
 
     #[inline]
@@ -160,14 +218,27 @@ impl Flavor for Mb {
 
 impl Flavor for Qsbr {
     const NAME: &'static str = "qsbr";
-    const TRACK_NESTING: bool = cfg!(debug_assertions);
     const STARTS_ONLINE: bool = true;
 
     #[inline(always)]
-    fn enter(_rec: &Record) {}
+    fn lock(rec: &Record) {
+        // Nothing at all in release builds; debug builds count nesting for assertions.
+        if cfg!(debug_assertions) {
+            rec.nesting.set(rec.nesting.get() + 1);
+        }
+    }
 
     #[inline(always)]
-    fn exit(_rec: &Record) {}
+    fn unlock(rec: &Record) {
+        if cfg!(debug_assertions) {
+            rec.nesting.set(rec.nesting.get() - 1);
+        }
+    }
+
+    #[inline(always)]
+    fn in_critical_section(rec: &Record) -> bool {
+        rec.nesting.get() > 0
+    }
 
     #[inline]
     fn heavy(_fallback: bool) {

@@ -24,7 +24,8 @@ pub struct Record {
     pub(crate) ctr: AtomicU64,
     /// Set by a waiting synchronizer; checked by the reader when it leaves.
     pub(crate) waiting: AtomicBool,
-    /// Nesting depth of read-side critical sections (owner thread only).
+    /// QSBR in debug builds only: nesting depth of critical sections (owner thread only).
+    /// Memb and Mb keep the depth in the low bits of `ctr`.
     pub(crate) nesting: Cell<usize>,
     /// The domain had no membarrier: use full fences on the read side (memb only).
     pub(crate) fallback: bool,
@@ -90,7 +91,8 @@ impl Record {
     /// counter value `new` (or, for qsbr, has not announced a quiescent state since).
     #[inline]
     pub(crate) fn blocks(ctr: u64, new: u64) -> bool {
-        ctr != 0 && ctr < new
+        use crate::flavor::NEST_BITS;
+        ctr != 0 && (ctr >> NEST_BITS) < (new >> NEST_BITS)
     }
 }
 
@@ -152,8 +154,10 @@ impl<F: Flavor> Reader<F> {
     }
 
     /// Whether this thread is inside a read-side critical section of this reader.
+    ///
+    /// (For QSBR this is only tracked in debug builds; release builds return `false`.)
     pub fn in_critical_section(&self) -> bool {
-        self.rec.nesting.get() > 0
+        F::in_critical_section(&self.rec)
     }
 }
 
@@ -320,19 +324,11 @@ impl<'r, F: Flavor> ReadGuard<'r, F> {
     ///
     /// # Safety
     ///
-    /// 1. `rec` belongs to the calling thread (no other thread uses its `nesting`).
+    /// 1. `rec` belongs to the calling thread (no other thread writes its `ctr`).
     /// 2. `rec` is registered with a live domain for all of `'r`.
     #[inline(always)]
     pub(crate) unsafe fn enter(rec: &'r Record) -> Self {
-        if F::TRACK_NESTING {
-            let n = rec.nesting.get();
-            rec.nesting.set(n + 1);
-            if n == 0 {
-                F::enter(rec);
-            }
-        } else {
-            F::enter(rec);
-        }
+        F::lock(rec);
         ReadGuard {
             rec,
             _flavor: PhantomData,
@@ -357,15 +353,7 @@ impl<'r, F: Flavor> ReadGuard<'r, F> {
 impl<F: Flavor> Drop for ReadGuard<'_, F> {
     #[inline(always)]
     fn drop(&mut self) {
-        if F::TRACK_NESTING {
-            let n = self.rec.nesting.get();
-            self.rec.nesting.set(n - 1);
-            if n == 1 {
-                F::exit(self.rec);
-            }
-        } else {
-            F::exit(self.rec);
-        }
+        F::unlock(self.rec);
     }
 }
 
