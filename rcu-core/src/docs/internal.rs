@@ -2,10 +2,14 @@
 //!
 //! Notation: *W* is the grace-period leader, *R* a reader thread, `gp` the domain's 64-bit
 //! counter, `r.ctr` R's record (0 = idle/offline, otherwise a snapshot of `gp`),
-//! `r.waiting` the wake-up flag. A reader is *in an old critical section* for the grace
-//! period that bumps `gp` to `new` iff `r.ctr != 0 && r.ctr < new`. Because the counter is
-//! 64 bits and only grows, one bump per grace period suffices: there is no parity bit to
-//! wrap, so liburcu's two-phase flip is unnecessary.
+//! `r.waiting` the wake-up flag. The low 16 bits of a memb/mb reader's `ctr` hold its
+//! nesting depth; `gp` advances in steps of `1 << 16` and always carries a depth of 1 in its
+//! low bits, so the outermost lock is one store of `gp` into `ctr` and an inner lock or
+//! unlock only adjusts the low bits (liburcu's layout, with 48 bits of sequence instead of
+//! a parity bit). A reader is *in an old critical section* for the grace period that bumps
+//! `gp` to `new` iff `r.ctr != 0 && (r.ctr >> 16) < (new >> 16)`. Because the sequence only
+//! grows and does not wrap in practice (2^48 grace periods), one bump per grace period
+//! suffices: liburcu's two-phase parity flip is unnecessary.
 //!
 //! ## The grace period (`Core::run_gp`)
 //!
