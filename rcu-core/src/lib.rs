@@ -89,3 +89,8 @@ pub mod atomic {
     #[cfg(not(loom))]
     pub use std::sync::atomic::{AtomicPtr, Ordering};
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
