@@ -18,6 +18,10 @@ use crate::sync::{self, lock, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, 
 /// configured otherwise.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the call_rcu worker waits for more callbacks after a batch, unless configured
+/// otherwise ([`DomainBuilder::callback_batch_delay`]).
+pub const DEFAULT_BATCH_DELAY: Duration = Duration::from_millis(1);
+
 /// Spin iterations before a synchronizer starts yielding, then parking.
 const SPINS: u32 = if cfg!(loom) { 1 } else { 100 };
 const YIELDS: u32 = if cfg!(loom) { 1 } else { 4 };
@@ -102,6 +106,7 @@ pub struct GpCookie(u64);
 /// Builder for a [`Domain`] with non-default settings.
 pub struct DomainBuilder<F: Flavor> {
     force_fallback: bool,
+    batch_delay: Duration,
     stall_timeout: Duration,
     stall_hook: Option<StallHook>,
     _f: PhantomData<F>,
@@ -121,6 +126,7 @@ impl<F: Flavor> Default for DomainBuilder<F> {
     fn default() -> Self {
         DomainBuilder {
             force_fallback: false,
+            batch_delay: DEFAULT_BATCH_DELAY,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             stall_hook: None,
             _f: PhantomData,
@@ -133,6 +139,14 @@ impl<F: Flavor> DomainBuilder<F> {
     /// writers use the `Mb` protocol. For testing the fallback path.
     pub fn force_fallback(mut self, yes: bool) -> Self {
         self.force_fallback = yes;
+        self
+    }
+
+    /// How long the call_rcu worker lets callbacks accumulate after running a batch
+    /// (default [`DEFAULT_BATCH_DELAY`]); `barrier` cuts it short. Zero runs batches back to
+    /// back, with one grace period each.
+    pub fn callback_batch_delay(mut self, d: Duration) -> Self {
+        self.batch_delay = d;
         self
     }
 
@@ -180,6 +194,7 @@ impl<F: Flavor> DomainBuilder<F> {
             handles: AtomicUsize::new(1),
             stall_timeout: self.stall_timeout,
             stall_hook: self.stall_hook,
+            batch_delay: self.batch_delay,
             _f: PhantomData,
         };
         let core = Arc::new(core);
@@ -259,6 +274,7 @@ pub(crate) struct Core<F: Flavor> {
     handles: AtomicUsize,
     stall_timeout: Duration,
     stall_hook: Option<StallHook>,
+    batch_delay: Duration,
     _f: PhantomData<F>,
 }
 
@@ -640,6 +656,20 @@ fn worker_main<F: Flavor>(core: Arc<Core<F>>) {
         let mut w = lock(&core.worker);
         w.snap_done = snap;
         core.done_cv.notify_all();
+        if !empty && !w.kick && !w.shutdown {
+            // Let callbacks accumulate: every grace period costs the producers (a
+            // membarrier interrupts every CPU running this process), so batch them, unless
+            // a barrier (kick) is waiting.
+            #[cfg(not(loom))]
+            if !core.batch_delay.is_zero() {
+                w = match core.worker_cv.wait_timeout(w, core.batch_delay) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+            }
+            drop(w);
+            continue;
+        }
         if !empty || w.kick {
             continue;
         }
