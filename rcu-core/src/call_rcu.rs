@@ -312,3 +312,94 @@ impl Drop for Producer {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    #[test]
+    fn small_closures_are_inline_large_ones_boxed_both_run_once() {
+        let n = Arc::new(AtomicUsize::new(0));
+        let small = {
+            let n = n.clone();
+            Entry::new(move || {
+                n.fetch_add(1, Ordering::Relaxed);
+            })
+        };
+        let big_payload = [1usize; 8];
+        let big = {
+            let n = n.clone();
+            Entry::new(move || {
+                n.fetch_add(big_payload.iter().sum::<usize>(), Ordering::Relaxed);
+            })
+        };
+        small.run();
+        big.run();
+        assert_eq!(n.load(Ordering::Relaxed), 9);
+        // Both closures (and their captured Arc clones) are gone.
+        assert_eq!(Arc::strong_count(&n), 1);
+    }
+
+    #[test]
+    fn collect_takes_each_published_entry_once_across_seals() {
+        let p = Producer::new();
+        let n = Arc::new(AtomicUsize::new(0));
+        let push = |k: usize| {
+            for _ in 0..k {
+                let n = n.clone();
+                p.push(Entry::new(move || {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }));
+            }
+        };
+        let mut total = 0;
+        let drain = || {
+            let mut b = Batch::default();
+            // SAFETY: single-threaded test: we are the only consumer and there are no
+            // readers, so no grace period is needed before running.
+            unsafe { b.collect(&p) };
+            let len = b.len;
+            // SAFETY: as above.
+            let (run, panicked) = unsafe {
+                b.run(&mut |e| {
+                    e.run();
+                    true
+                })
+            };
+            assert_eq!(run as usize, len);
+            assert_eq!(panicked, 0);
+            len
+        };
+        push(CHUNK / 2);
+        total += drain();
+        // Fill past the end of the first chunk (sealed) and into the next one.
+        push(CHUNK);
+        total += drain();
+        total += drain();
+        // Seal a partial chunk, as thread exit does.
+        push(3);
+        p.seal_current(ptr::null_mut());
+        total += drain();
+        assert_eq!(total, CHUNK / 2 + CHUNK + 3);
+        assert_eq!(n.load(Ordering::Relaxed), total);
+        assert_eq!(p.queued.load(Ordering::Relaxed) as usize, total);
+        assert!(!p.has_pending());
+    }
+
+    #[test]
+    fn unrun_entries_run_when_the_producer_is_dropped() {
+        let n = Arc::new(AtomicUsize::new(0));
+        {
+            let p = Producer::new();
+            for _ in 0..(CHUNK + 5) {
+                let n = n.clone();
+                p.push(Entry::new(move || {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }));
+            }
+        }
+        assert_eq!(n.load(Ordering::Relaxed), CHUNK + 5);
+    }
+}

@@ -276,3 +276,86 @@ pub(crate) fn qsbr_online(rec: &Record) {
     // that follow (store-buffering pairing with the writer's fence before it reads `ctr`).
     store_full_barrier(&rec.ctr, g);
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::reader::Record;
+    use crate::{Domain, Flavor, Mb, Memb, Qsbr};
+
+    use super::{GP_STEP, NEST_MASK};
+
+    fn nesting<F: Flavor>() {
+        let d: Domain<F> = Domain::new();
+        let r = d.register();
+        let rec: &Record = &r.rec;
+        let before = rec.ctr.load(std::sync::atomic::Ordering::Relaxed);
+        {
+            let _a = r.read_lock();
+            let snap = rec.ctr.load(std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(snap & NEST_MASK, 1);
+            {
+                let _b = r.read_lock();
+                let _c = r.read_lock();
+                let inner = rec.ctr.load(std::sync::atomic::Ordering::Relaxed);
+                assert_eq!(inner & NEST_MASK, 3);
+                assert_eq!(
+                    inner & !NEST_MASK,
+                    snap & !NEST_MASK,
+                    "inner locks keep the snapshot"
+                );
+            }
+            assert!(r.in_critical_section());
+        }
+        assert!(!r.in_critical_section());
+        assert_eq!(rec.ctr.load(std::sync::atomic::Ordering::Relaxed), before);
+    }
+
+    #[test]
+    fn memb_and_mb_nest_in_the_low_bits() {
+        nesting::<Memb>();
+        nesting::<Mb>();
+    }
+
+    #[test]
+    fn guards_dropped_out_of_order_keep_the_section_open() {
+        let d: Domain<Memb> = Domain::new();
+        let r = d.register();
+        let a = r.read_lock();
+        let b = r.read_lock();
+        drop(a);
+        assert!(
+            r.in_critical_section(),
+            "the inner guard still protects its loads"
+        );
+        drop(b);
+        assert!(!r.in_critical_section());
+    }
+
+    #[test]
+    fn blocks_compares_sequences_not_nesting() {
+        let g = (7 * GP_STEP) | 1;
+        let new = g + GP_STEP;
+        assert!(Record::blocks(g, new));
+        assert!(
+            Record::blocks(g + 5, new),
+            "a nested old section still blocks"
+        );
+        assert!(!Record::blocks(new, new));
+        assert!(!Record::blocks(new + 3, new));
+        assert!(!Record::blocks(0, new));
+    }
+
+    #[test]
+    fn qsbr_quiescent_state_publishes_the_current_counter() {
+        let d: Domain<Qsbr> = Domain::new();
+        let mut r = d.register();
+        assert!(r.is_online());
+        let before = r.rec.ctr.load(std::sync::atomic::Ordering::Relaxed);
+        let off = r.offline();
+        d.synchronize();
+        drop(off);
+        r.quiescent_state();
+        let after = r.rec.ctr.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(after > before && after & NEST_MASK == 1);
+    }
+}

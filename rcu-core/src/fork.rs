@@ -30,13 +30,17 @@ pub(crate) trait ForkHooks: Send + Sync {
     fn child_fixup(&self);
 }
 
-static DOMAINS: Mutex<Vec<Weak<dyn ForkHooks>>> = Mutex::new(Vec::new());
+type DomainList = Vec<Weak<dyn ForkHooks>>;
+/// Guards held across a fork, with the domain they borrow (dropped in that order).
+type HeldDomain = (Vec<Box<dyn Held>>, Arc<dyn ForkHooks>);
+
+static DOMAINS: Mutex<DomainList> = Mutex::new(Vec::new());
 static INSTALL: Once = Once::new();
 
 std::thread_local! {
     /// Held between `prepare` and `parent`/`child`: the domains (kept alive) and the guards
     /// that borrow them. Field order matters: guards drop before the domains.
-    static HELD: RefCell<Vec<(Vec<Box<dyn Held>>, Arc<dyn ForkHooks>)>> = const { RefCell::new(Vec::new()) };
+    static HELD: RefCell<Vec<HeldDomain>> = const { RefCell::new(Vec::new()) };
 }
 
 pub(crate) fn track<F: Flavor>(core: &Arc<Core<F>>) {
@@ -91,7 +95,7 @@ fn release(in_child: bool) {
 
 std::thread_local! {
     /// The DOMAINS lock, held from `prepare` to `parent`/`child`.
-    static FORK_GUARD: RefCell<Option<std::sync::MutexGuard<'static, Vec<Weak<dyn ForkHooks>>>>> = const { RefCell::new(None) };
+    static FORK_GUARD: RefCell<Option<std::sync::MutexGuard<'static, DomainList>>> = const { RefCell::new(None) };
 }
 
 extern "C" fn parent() {
