@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use benches::bg::Background;
 use benches::imps::{
-    ArcSwapValue, CrossbeamEpoch, Options, ParkingLotRwLock, ReadHandle, Rcu, Seize,
-    SharedValue, StdMutex, StdRwLock, WriteHandle,
+    ArcSwapValue, CrossbeamEpoch, Options, ParkingLotRwLock, Rcu, ReadHandle, Seize, SharedValue,
+    StdMutex, StdRwLock, WriteHandle,
 };
 use benches::payload::{self, Payload};
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use rcu_core::{Domain, Mb, Memb, Qsbr, RcuBox};
 
 /// Writes per second of the background writer in the `read_side_with_writer` group.

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use benches::bg::Background;
 use benches::imps::{
-    ArcSwapValue, CrossbeamEpoch, Options, ParkingLotRwLock, ReadHandle, Rcu, Seize,
-    SharedValue, StdMutex, StdRwLock, WriteHandle,
+    ArcSwapValue, CrossbeamEpoch, Options, ParkingLotRwLock, Rcu, ReadHandle, Seize, SharedValue,
+    StdMutex, StdRwLock, WriteHandle,
 };
 use benches::payload::{self, Payload};
 use criterion::measurement::WallTime;

@@ -711,17 +711,36 @@ enum State {
 
 /// Streaming reader of the outer QEMU migration format.
 ///
-/// Typical use:
+/// Typical use: walk the sections, parse the bodies you know, stop at one you do not
+/// (bodies have no length prefix, so an unknown one cannot be skipped):
 ///
-/// ```ignore
-/// let mut qf = QemuFileReader::new(reader)?;
+/// ```
+/// use ram_list::QemuFileReader;
+///
+/// # fn main() -> Result<(), ram_list::QemuFileError> {
+/// // A minimal stream: header, then a "ram" START section whose body is a lone EOS.
+/// let mut s = Vec::new();
+/// s.extend_from_slice(b"QEVM\0\0\0\x03");
+/// s.push(0x01); // SECTION_START
+/// s.extend_from_slice(&2u32.to_be_bytes());
+/// s.extend_from_slice(b"\x03ram");
+/// s.extend_from_slice(&0u32.to_be_bytes()); // instance id
+/// s.extend_from_slice(&4u32.to_be_bytes()); // version id
+/// s.extend_from_slice(&0x10u64.to_be_bytes()); // body: EOS
+/// s.extend_from_slice(b"\x7e\0\0\0\x02"); // footer
+/// s.push(0x00); // EOF
+///
+/// let mut qf = QemuFileReader::new(&s[..])?;
 /// while let Some(h) = qf.next_section()? {
 ///     match h.idstr.as_str() {
-///         "ram" => parse_ram_body(qf.payload(), &h)?,
+///         "ram" => assert_eq!(qf.payload().read_be64()?, 0x10),
 ///         _ => break, // unknown bodies cannot be skipped: no length prefix
 ///     }
 ///     qf.finish_section(&h)?;
 /// }
+/// assert_eq!(qf.read_vmdesc()?, None);
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug)]
 pub struct QemuFileReader<R> {

@@ -274,6 +274,7 @@ pub(crate) struct Core<F: Flavor> {
     handles: AtomicUsize,
     stall_timeout: Duration,
     stall_hook: Option<StallHook>,
+    #[cfg_attr(loom, allow(dead_code))]
     batch_delay: Duration,
     _f: PhantomData<F>,
 }
