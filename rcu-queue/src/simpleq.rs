@@ -1,0 +1,967 @@
+//! `QSimpleQ`: QEMU's `QSIMPLEQ_*_RCU`, a singly linked queue with a tail pointer.
+//!
+//! # How it works
+//!
+//! The head holds `first` and `last`, the address of the `next` field (or of `first`)
+//! where the next tail insertion goes (QEMU's `sqh_last`). Readers only follow `first`
+//! and `next`, with `Acquire` loads (`qatomic_rcu_read`); a writer publishes a new
+//! element with one `Release` store (`qatomic_rcu_set`) after setting its `next`. Removal
+//! stores the successor into the previous `next` field (QEMU: `qatomic_set`; we use
+//! `Release`, see [the QLIST notes](crate::QList)) and leaves the removed element's `next`
+//! for readers standing on it. Removing a given element walks from the head, as in C; a
+//! [`QSimpleQCursor`] removes at its position in O(1).
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::{self, NonNull};
+
+use rcu_core::{Domain, Flavor, Memb, ReadGuard};
+
+use crate::link::{
+    adopt, already_linked, belongs_to, elem, is_in, link_of, not_in_list, reset_link, wrong_domain,
+    Iter, Linked, LINKED,
+};
+use crate::retired::Retired;
+use crate::sync::{self, AtomicPtr, Mutex, MutexGuard, Ordering};
+use crate::QSimpleQLink;
+
+/// The queue head (`QSIMPLEQ_HEAD`), heap-allocated so that `last` may point at `first`.
+struct QSimpleQHead {
+    first: AtomicPtr<QSimpleQLink>,
+    /// `sqh_last`: the `next` field of the last element, or `first` (writer-only).
+    last: AtomicPtr<AtomicPtr<QSimpleQLink>>,
+}
+
+/// An RCU-protected singly linked queue with a tail pointer, of `Box<T>` elements:
+/// QEMU's `QSIMPLEQ` with the `*_RCU` macros.
+///
+/// ```
+/// use rcu_queue::{rcu_link, QSimpleQ, QSimpleQLink};
+/// use rcu_core::rcu_read_lock;
+///
+/// struct Job { n: u32, link: QSimpleQLink }
+/// rcu_link!(Job, link: QSimpleQLink);
+/// let job = |n| Box::new(Job { n, link: QSimpleQLink::new() });
+///
+/// let q: QSimpleQ<Job> = QSimpleQ::new();
+/// let mut w = q.lock();
+/// w.insert_tail(job(2));
+/// w.insert_head(job(1));
+/// w.insert_tail(job(3));
+/// w.remove_head().unwrap().defer();
+/// drop(w);
+/// let guard = rcu_read_lock();
+/// assert_eq!(q.iter(&guard).map(|j| j.n).collect::<Vec<_>>(), [2, 3]);
+/// ```
+///
+/// Invariants: `head` is a live box owned by this queue; `head.last` is the `next` field
+/// of the last element, or `head.first` when empty; every element reachable from
+/// `head.first` is a `Box<T>` owned by the queue, linked with owner word `id() | LINKED`;
+/// removed elements are freed only after a grace period of `domain`, or when the queue is
+/// dropped.
+pub struct QSimpleQ<T, F = Memb>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    head: NonNull<QSimpleQHead>,
+    domain: Domain<F>,
+    lock: Mutex<()>,
+    _owns: PhantomData<Box<T>>,
+}
+
+// SAFETY: as for `QList`: the queue owns its head and its `Box<T>` elements (`T: Send`).
+unsafe impl<T, F> Send for QSimpleQ<T, F>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+}
+
+// SAFETY: as for `QList`: readers get `&T` on any thread (`T: Sync`), writers hand removed
+// elements to other threads (`T: Send`), writers are serialized by the writer proof.
+unsafe impl<T, F> Sync for QSimpleQ<T, F>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+}
+
+#[cfg(not(loom))]
+impl<T> QSimpleQ<T, Memb>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+{
+    /// An empty queue in the default (memb) domain.
+    pub fn new() -> Self {
+        Self::new_in(rcu_core::default_domain())
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> Default for QSimpleQ<T, Memb>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, F> QSimpleQ<T, F>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    /// An empty queue whose readers use `domain`'s guards and whose removed elements
+    /// wait for `domain`'s grace periods.
+    pub fn new_in(domain: &Domain<F>) -> Self {
+        let head = Box::into_raw(Box::new(QSimpleQHead {
+            first: AtomicPtr::new(ptr::null_mut()),
+            last: AtomicPtr::new(ptr::null_mut()),
+        }));
+        // SAFETY: `Box::into_raw` never returns null.
+        let head = unsafe { NonNull::new_unchecked(head) };
+        // SAFETY: `head` is live and private.
+        let h = unsafe { head.as_ref() };
+        // Relaxed: not shared yet. Empty: `sqh_last = &sqh_first`.
+        h.last
+            .store(ptr::from_ref(&h.first).cast_mut(), Ordering::Relaxed);
+        QSimpleQ {
+            head,
+            domain: domain.clone(),
+            lock: Mutex::new(()),
+            _owns: PhantomData,
+        }
+    }
+
+    /// The domain whose guards protect readers and whose grace periods free removed
+    /// elements.
+    pub fn domain(&self) -> &Domain<F> {
+        &self.domain
+    }
+
+    #[inline(always)]
+    fn head(&self) -> &QSimpleQHead {
+        // SAFETY: `head` is the live box allocated in `new_in`, freed only in `drop`.
+        unsafe { self.head.as_ref() }
+    }
+
+    #[inline(always)]
+    fn id(&self) -> usize {
+        self.head.as_ptr() as usize
+    }
+
+    #[inline(always)]
+    fn check_guard(&self, guard: &ReadGuard<'_, F>) {
+        if !guard.is_of(&self.domain) {
+            wrong_domain();
+        }
+    }
+
+    // ----- reader side -----
+
+    /// Whether the queue is empty (`QSIMPLEQ_EMPTY_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the queue's.
+    #[inline]
+    pub fn is_empty(&self, guard: &ReadGuard<'_, F>) -> bool {
+        self.check_guard(guard);
+        // Relaxed (QEMU: `qatomic_read`): nothing is dereferenced.
+        self.head().first.load(Ordering::Relaxed).is_null()
+    }
+
+    /// The first element (`QSIMPLEQ_FIRST_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the queue's.
+    #[inline]
+    pub fn first<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
+        self.check_guard(guard);
+        // Acquire (`qatomic_rcu_read`): pairs with the publishing Release store.
+        let p = self.head().first.load(Ordering::Acquire);
+        // SAFETY: as in `QList::first`.
+        unsafe { elem(p) }
+    }
+
+    /// The element after `elem` (`QSIMPLEQ_NEXT_RCU`); works on an element removed during
+    /// this critical section.
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain, or `elem` is not (and was not recently) an
+    /// element of this queue.
+    #[inline]
+    pub fn next<'g>(&'g self, elem: &'g T, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
+        self.check_guard(guard);
+        let link = link_of(elem);
+        if !belongs_to(link, self.id()) {
+            not_in_list();
+        }
+        // Acquire (`qatomic_rcu_read`): as in `first`.
+        let p = link.next.load(Ordering::Acquire);
+        // SAFETY: as in `QList::next`.
+        unsafe { crate::link::elem(p) }
+    }
+
+    /// Iterate front to back (`QSIMPLEQ_FOREACH_RCU`, also `QSIMPLEQ_FOREACH_SAFE_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the queue's.
+    #[inline]
+    pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Iter<'g, T, QSimpleQLink> {
+        self.check_guard(guard);
+        // Acquire (`qatomic_rcu_read`): as in `first`.
+        let first = self.head().first.load(Ordering::Acquire);
+        // SAFETY: as in `QList::iter`.
+        unsafe { Iter::new(first) }
+    }
+
+    // ----- writer side -----
+
+    /// Take the queue's writer lock.
+    pub fn lock(&self) -> QSimpleQWriter<'_, T, F> {
+        QSimpleQWriter {
+            q: self,
+            _guard: Some(sync::lock(&self.lock)),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// A writer from exclusive access.
+    pub fn get_mut(&mut self) -> QSimpleQWriter<'_, T, F> {
+        QSimpleQWriter {
+            q: self,
+            _guard: None,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// A writer without taking the lock.
+    ///
+    /// # Safety
+    ///
+    /// As for [`QList::lock_unchecked`](crate::QList::lock_unchecked).
+    pub unsafe fn lock_unchecked(&self) -> QSimpleQWriter<'_, T, F> {
+        QSimpleQWriter {
+            q: self,
+            _guard: None,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl<T, F> Drop for QSimpleQ<T, F>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    fn drop(&mut self) {
+        // As for `QList`: nobody else can reach the queue or its elements any more.
+        // Relaxed: `&mut self`, every other access happens-before this.
+        let mut p = self.head().first.load(Ordering::Relaxed);
+        while let Some(l) = NonNull::new(p) {
+            // SAFETY: `l` is the link of an element owned by the queue (invariant).
+            p = unsafe { l.as_ref() }.next.load(Ordering::Relaxed);
+            // SAFETY: contract 2 of `Linked`.
+            let e = unsafe { T::from_link(l) };
+            // SAFETY: nobody else can reach the element.
+            unsafe { reset_link::<T, QSimpleQLink>(e) };
+            // SAFETY: the element came from `Box::into_raw` and the queue owned it.
+            drop(unsafe { Box::from_raw(e.as_ptr()) });
+        }
+        // SAFETY: the head came from `Box::into_raw` in `new_in` and is freed only here.
+        drop(unsafe { Box::from_raw(self.head.as_ptr()) });
+    }
+}
+
+impl<T, F> fmt::Debug for QSimpleQ<T, F>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QSimpleQ")
+            .field("flavor", &F::NAME)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Proof of writer exclusion for a [`QSimpleQ`] (see [`QListWriter`](crate::QListWriter)
+/// for how to name elements). Not `Send`.
+pub struct QSimpleQWriter<'a, T, F = Memb>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    q: &'a QSimpleQ<T, F>,
+    _guard: Option<MutexGuard<'a, ()>>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<'a, T, F> QSimpleQWriter<'a, T, F>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    /// The queue this writer changes.
+    pub fn queue(&self) -> &'a QSimpleQ<T, F> {
+        self.q
+    }
+
+    /// Whether the queue is empty.
+    pub fn is_empty(&self) -> bool {
+        // Relaxed: writers are serialized (writer proof).
+        self.q.head().first.load(Ordering::Relaxed).is_null()
+    }
+
+    /// The first element.
+    pub fn first(&self) -> Option<&T> {
+        // Relaxed: as in `is_empty`.
+        let p = self.q.head().first.load(Ordering::Relaxed);
+        // SAFETY: as in `QListWriter::first`.
+        unsafe { elem(p) }
+    }
+
+    /// The element after `e`.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is not linked into this queue.
+    pub fn next(&self, e: &T) -> Option<&T> {
+        let link = link_of(e);
+        if !is_in(link, self.q.id()) {
+            not_in_list();
+        }
+        // Relaxed: as in `is_empty`.
+        let p = link.next.load(Ordering::Relaxed);
+        // SAFETY: `e` is linked, so its successor is too: as in `first`.
+        unsafe { elem(p) }
+    }
+
+    /// Iterate front to back (writer side).
+    pub fn iter(&self) -> Iter<'_, T, QSimpleQLink> {
+        // Relaxed: as in `is_empty`.
+        let first = self.q.head().first.load(Ordering::Relaxed);
+        // SAFETY: as in `QListWriter::iter`.
+        unsafe { Iter::new(first) }
+    }
+
+    /// The number of elements (a walk).
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Insert `e` at the front (`QSIMPLEQ_INSERT_HEAD_RCU`); returns it.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is already linked.
+    pub fn insert_head(&mut self, e: Box<T>) -> &T {
+        let e = adopt::<T, QSimpleQLink>(e);
+        // SAFETY: W1 (writer proof), W2 (fresh box).
+        unsafe { qsimpleq_insert_head_rcu(self.q, e) };
+        // SAFETY: owned by the queue and linked while `self` is borrowed.
+        unsafe { e.as_ref() }
+    }
+
+    /// Insert `e` at the back (`QSIMPLEQ_INSERT_TAIL_RCU`); returns it.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is already linked.
+    pub fn insert_tail(&mut self, e: Box<T>) -> &T {
+        let e = adopt::<T, QSimpleQLink>(e);
+        // SAFETY: W1 (writer proof), W2 (fresh box).
+        unsafe { qsimpleq_insert_tail_rcu(self.q, e) };
+        // SAFETY: as in `insert_head`.
+        unsafe { e.as_ref() }
+    }
+
+    /// Insert `e` after `after` (`QSIMPLEQ_INSERT_AFTER_RCU`); returns it.
+    ///
+    /// # Panics
+    ///
+    /// If `after` is not linked into this queue, or `e` is already linked.
+    pub fn insert_after(&mut self, after: &T, e: Box<T>) -> &T {
+        if !is_in(link_of(after), self.q.id()) {
+            not_in_list();
+        }
+        let e = adopt::<T, QSimpleQLink>(e);
+        // SAFETY: W1, W2, W3 (checked above).
+        unsafe { qsimpleq_insert_after_rcu(self.q, NonNull::from(after), e) };
+        // SAFETY: as in `insert_head`.
+        unsafe { e.as_ref() }
+    }
+
+    /// Unlink the first element (`QSIMPLEQ_REMOVE_HEAD_RCU`); `None` when empty.
+    pub fn remove_head(&mut self) -> Option<Retired<T, F>> {
+        // SAFETY: W1 (writer proof).
+        let p = unsafe { qsimpleq_remove_head_rcu(self.q) }?;
+        // SAFETY: as in `QListWriter::remove`.
+        Some(unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QSimpleQLink>) })
+    }
+
+    /// Unlink `e` (`QSIMPLEQ_REMOVE_RCU`, a walk from the head) and hand it back, to be
+    /// freed after a grace period.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is not linked into this queue.
+    pub fn remove(&mut self, e: &T) -> Retired<T, F> {
+        if !is_in(link_of(e), self.q.id()) {
+            not_in_list();
+        }
+        // SAFETY: W1 (writer proof), W3 (checked above).
+        let p = unsafe { qsimpleq_remove_rcu(self.q, NonNull::from(e)) };
+        // SAFETY: as in `QListWriter::remove`.
+        unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QSimpleQLink>) }
+    }
+
+    /// Remove every element for which `keep` returns `false`, retiring each through
+    /// call_rcu (`QSIMPLEQ_FOREACH_SAFE_RCU` + `QSIMPLEQ_REMOVE_RCU`). Returns how many.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) -> usize {
+        let mut removed = 0;
+        let mut c = self.cursor();
+        while let Some(e) = c.current() {
+            if keep(e) {
+                c.move_next();
+            } else if let Some(r) = c.remove_current() {
+                r.defer();
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Remove every element, retiring each through call_rcu. Returns how many.
+    pub fn clear(&mut self) -> usize {
+        self.retain(|_| false)
+    }
+
+    /// A cursor at the first element.
+    pub fn cursor(&mut self) -> QSimpleQCursor<'_, T, F> {
+        QSimpleQCursor {
+            q: self.q,
+            pos: NonNull::from(&self.q.head().first),
+            _writer: PhantomData,
+        }
+    }
+}
+
+impl<T, F> fmt::Debug for QSimpleQWriter<'_, T, F>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QSimpleQWriter").finish_non_exhaustive()
+    }
+}
+
+/// A writer's cursor in a [`QSimpleQ`]: an element, or the end. It is the `next` field
+/// (or head) that points at the current element, so removal here is O(1).
+pub struct QSimpleQCursor<'w, T, F = Memb>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    q: &'w QSimpleQ<T, F>,
+    pos: NonNull<AtomicPtr<QSimpleQLink>>,
+    _writer: PhantomData<&'w mut ()>,
+}
+
+impl<T, F> QSimpleQCursor<'_, T, F>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    #[inline]
+    fn pos(&self) -> &AtomicPtr<QSimpleQLink> {
+        // SAFETY: `pos` is the head's `first` or a linked element's `next`; neither is
+        // freed while the cursor (borrowing the writer) lives.
+        unsafe { self.pos.as_ref() }
+    }
+
+    /// The current element, or `None` at the end.
+    pub fn current(&self) -> Option<&T> {
+        // Relaxed: writer-side read.
+        let p = self.pos().load(Ordering::Relaxed);
+        // SAFETY: a linked element, freed only after a removal through this cursor
+        // (`&mut self`).
+        unsafe { elem(p) }
+    }
+
+    /// Move to the next element (or the end). Returns `false` if already at the end.
+    pub fn move_next(&mut self) -> bool {
+        // Relaxed: writer-side read.
+        match NonNull::new(self.pos().load(Ordering::Relaxed)) {
+            Some(l) => {
+                // SAFETY: `l` is a linked element's link; this takes its field's address.
+                self.pos = unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*l.as_ptr()).next)) };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Insert `e` in front of the current element, or at the back when the cursor is at
+    /// the end. The cursor stays on the same element.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is already linked.
+    pub fn insert_before(&mut self, e: Box<T>) {
+        let e = adopt::<T, QSimpleQLink>(e);
+        // SAFETY: W1 (we borrow the writer), W2 (fresh box); `pos` is a live next field
+        // of this queue.
+        let next = unsafe { insert_at(self.q, self.pos, e) };
+        self.pos = next;
+    }
+
+    /// Insert `e` after the current element (`QSIMPLEQ_INSERT_AFTER_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// At the end of the queue, or if `e` is already linked.
+    pub fn insert_after(&mut self, e: Box<T>) {
+        // Relaxed: writer-side read.
+        let Some(cur) = NonNull::new(self.pos().load(Ordering::Relaxed)) else {
+            panic!("rcu-queue: QSimpleQCursor::insert_after at the end of the queue");
+        };
+        let e = adopt::<T, QSimpleQLink>(e);
+        // SAFETY: contract 2 of `Linked`, `cur` is a linked element's link.
+        let after = unsafe { T::from_link(cur) };
+        // SAFETY: W1, W2, W3 (linked here).
+        unsafe { qsimpleq_insert_after_rcu(self.q, after, e) };
+    }
+
+    /// Remove the current element in O(1) (`QSIMPLEQ_REMOVE_RCU`); the cursor moves to the
+    /// next. `None` at the end.
+    pub fn remove_current(&mut self) -> Option<Retired<T, F>> {
+        // SAFETY: W1 (we borrow the writer); `pos` is a live next field of this queue.
+        let p = unsafe { remove_at(self.q, self.pos) }?;
+        // SAFETY: as in `QListWriter::remove`.
+        Some(unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QSimpleQLink>) })
+    }
+}
+
+impl<T, F> fmt::Debug for QSimpleQCursor<'_, T, F>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QSimpleQCursor").finish_non_exhaustive()
+    }
+}
+
+// ----- the raw layer (C names) -----
+
+/// Link `elm` at `pos` (the head's `first` or a linked element's `next`) and return its
+/// own `next` field.
+///
+/// # Safety
+///
+/// W1 and W2 of [`qsimpleq_insert_head_rcu`]; `pos` is the head's `first` or the `next`
+/// field of an element linked into `q`.
+unsafe fn insert_at<T, F>(
+    q: &QSimpleQ<T, F>,
+    pos: NonNull<AtomicPtr<QSimpleQLink>>,
+    elm: NonNull<T>,
+) -> NonNull<AtomicPtr<QSimpleQLink>>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: `elm` is live (W2).
+    let el = unsafe { T::link(elm) };
+    // SAFETY: as above; private until published.
+    let new = unsafe { el.as_ref() };
+    if new.is_linked() {
+        already_linked();
+    }
+    // SAFETY: `pos` is live (contract).
+    let pos_ref = unsafe { pos.as_ref() };
+    // Relaxed: writer-side read (W1).
+    let next = pos_ref.load(Ordering::Relaxed);
+    // Relaxed: private until published.
+    new.next.store(next, Ordering::Relaxed);
+    new.owner.store(q.id() | LINKED, Ordering::Relaxed);
+    let new_next = NonNull::from(&new.next);
+    if next.is_null() {
+        // Relaxed: writer-only field (`sqh_last = &elm->sqe_next`).
+        q.head().last.store(new_next.as_ptr(), Ordering::Relaxed);
+    }
+    // Release (`qatomic_rcu_set`): publishes the element.
+    pos_ref.store(el.as_ptr(), Ordering::Release);
+    new_next
+}
+
+/// Unlink the element that `pos` points at, if any, and return it.
+///
+/// # Safety
+///
+/// W1 of [`qsimpleq_insert_head_rcu`]; `pos` is the head's `first` or the `next` field of
+/// an element linked into `q`; the caller frees the result only after a grace period.
+unsafe fn remove_at<T, F>(
+    q: &QSimpleQ<T, F>,
+    pos: NonNull<AtomicPtr<QSimpleQLink>>,
+) -> Option<NonNull<T>>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: `pos` is live (contract).
+    let pos_ref = unsafe { pos.as_ref() };
+    // Relaxed: writer-side read (W1).
+    let cur = NonNull::new(pos_ref.load(Ordering::Relaxed))?;
+    // SAFETY: `cur` is a linked element's link.
+    let old = unsafe { cur.as_ref() };
+    // Relaxed: writer-side read.
+    let next = old.next.load(Ordering::Relaxed);
+    // Release (QEMU: `qatomic_set`): see the module docs.
+    pos_ref.store(next, Ordering::Release);
+    if next.is_null() {
+        // Relaxed: writer-only field (`sqh_last = &curr->sqe_next` or `&sqh_first`).
+        q.head().last.store(pos.as_ptr(), Ordering::Relaxed);
+    }
+    // Relaxed: writer-only field; the id stays for readers standing on the element.
+    let owner = old.owner.load(Ordering::Relaxed);
+    old.owner.store(owner & !LINKED, Ordering::Relaxed);
+    // SAFETY: `cur` is the link the queue stored (contract 2 of `Linked`).
+    Some(unsafe { T::from_link(cur) })
+}
+
+/// `QSIMPLEQ_INSERT_HEAD_RCU(head, elm, field)`.
+///
+/// # Safety
+///
+/// 1. (W1) The caller is the queue's only writer during the call, and every earlier writer
+///    operation on it happens-before the call.
+/// 2. (W2) `elm` came from `Box::into_raw`, is live and not linked into any list; the queue
+///    takes ownership.
+pub unsafe fn qsimpleq_insert_head_rcu<T, F>(q: &QSimpleQ<T, F>, elm: NonNull<T>)
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: (1), (2), and the head's `first` is a valid position.
+    unsafe { insert_at(q, NonNull::from(&q.head().first), elm) };
+}
+
+/// `QSIMPLEQ_INSERT_TAIL_RCU(head, elm, field)`.
+///
+/// # Safety
+///
+/// As for [`qsimpleq_insert_head_rcu`].
+pub unsafe fn qsimpleq_insert_tail_rcu<T, F>(q: &QSimpleQ<T, F>, elm: NonNull<T>)
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // Relaxed: writer-only field (1).
+    let last = q.head().last.load(Ordering::Relaxed);
+    // SAFETY: `sqh_last` is the head's `first` or the last element's `next` (invariant),
+    // never null; (1) and (2) are the caller's.
+    unsafe { insert_at(q, NonNull::new_unchecked(last), elm) };
+}
+
+/// `QSIMPLEQ_INSERT_AFTER_RCU(head, listelm, elm, field)`.
+///
+/// # Safety
+///
+/// 1. and 2. as for [`qsimpleq_insert_head_rcu`];
+/// 3. (W3) `listelm` points to an element linked into `q`.
+pub unsafe fn qsimpleq_insert_after_rcu<T, F>(
+    q: &QSimpleQ<T, F>,
+    listelm: NonNull<T>,
+    elm: NonNull<T>,
+) where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: `listelm` is live (3); this takes the address of its link's `next`.
+    let pos = unsafe { NonNull::from(&T::link(listelm).as_ref().next) };
+    // SAFETY: (1), (2), and `pos` is a linked element's `next` (3).
+    unsafe { insert_at(q, pos, elm) };
+}
+
+/// `QSIMPLEQ_REMOVE_HEAD_RCU(head, field)`: unlinks the first element and returns it (as
+/// the queue stored it), or `None` when empty.
+///
+/// # Safety
+///
+/// 1. (W1) as for [`qsimpleq_insert_head_rcu`];
+/// 2. afterwards the caller owns the element and frees it only after a grace period of
+///    `q`'s domain.
+pub unsafe fn qsimpleq_remove_head_rcu<T, F>(q: &QSimpleQ<T, F>) -> Option<NonNull<T>>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: (1), (2); the head's `first` is a valid position.
+    unsafe { remove_at(q, NonNull::from(&q.head().first)) }
+}
+
+/// `QSIMPLEQ_REMOVE_RCU(head, elm, type, field)`: walks from the head to `elm`, unlinks
+/// it and returns it (as the queue stored it).
+///
+/// # Safety
+///
+/// 1. (W1) as for [`qsimpleq_insert_head_rcu`];
+/// 2. (W3) `elm` points to an element linked into `q`;
+/// 3. afterwards the caller owns the element and frees it only after a grace period of
+///    `q`'s domain.
+pub unsafe fn qsimpleq_remove_rcu<T, F>(q: &QSimpleQ<T, F>, elm: NonNull<T>) -> NonNull<T>
+where
+    T: Linked<QSimpleQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: `elm` is live (2).
+    let target = unsafe { T::link(elm) }.as_ptr();
+    let mut pos = NonNull::from(&q.head().first);
+    loop {
+        // SAFETY: `pos` is the head's `first` or a linked element's `next`.
+        // Relaxed: writer-side read (1).
+        let cur = unsafe { pos.as_ref() }.load(Ordering::Relaxed);
+        if cur == target {
+            break;
+        }
+        let Some(cur) = NonNull::new(cur) else {
+            // Unreachable under contract 2; the safe API checks it first.
+            not_in_list();
+        };
+        // SAFETY: `cur` is a linked element's link; this takes its field's address.
+        pos = unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*cur.as_ptr()).next)) };
+    }
+    // SAFETY: (1), (3); `pos` points at `elm`, so the result is `Some`.
+    unsafe { remove_at(q, pos).unwrap_unchecked() }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::test_support::{vals, Drops, E};
+    use rcu_core::Mb;
+
+    fn setup() -> (Domain<Mb>, QSimpleQ<E, Mb>, Drops) {
+        let d = Domain::new();
+        let q = QSimpleQ::new_in(&d);
+        (d, q, Drops::default())
+    }
+
+    /// The tail pointer is right: a tail insertion lands after the last element.
+    fn check_tail(w: &mut QSimpleQWriter<'_, E, Mb>, m: &Drops) -> Vec<u32> {
+        w.insert_tail(m.e(999));
+        let v = vals(w.iter());
+        assert_eq!(v.last(), Some(&999));
+        let mut c = w.cursor();
+        while c.current().is_some_and(|e| e.v != 999) {
+            c.move_next();
+        }
+        c.remove_current().unwrap().defer();
+        v[..v.len() - 1].to_vec()
+    }
+
+    #[test]
+    fn qsimpleq_empty_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        assert!(q.is_empty(&r.read_lock()));
+        assert!(q.lock().is_empty());
+        q.lock().insert_tail(m.e(1));
+        assert!(!q.is_empty(&r.read_lock()));
+        q.lock().remove_head().unwrap().defer();
+        assert!(q.is_empty(&r.read_lock()));
+        assert!(q.lock().is_empty());
+    }
+
+    #[test]
+    fn qsimpleq_first_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        assert!(q.first(&r.read_lock()).is_none());
+        q.lock().insert_tail(m.e(1));
+        q.lock().insert_tail(m.e(2));
+        assert_eq!(q.first(&r.read_lock()).unwrap().v, 1);
+        assert_eq!(q.lock().first().unwrap().v, 1);
+    }
+
+    #[test]
+    fn qsimpleq_next_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        let mut w = q.lock();
+        for v in 1..=3 {
+            w.insert_tail(m.e(v));
+        }
+        let g = r.read_lock();
+        let one = q.first(&g).unwrap();
+        let two = q.next(one, &g).unwrap();
+        let three = q.next(two, &g).unwrap();
+        assert!(q.next(three, &g).is_none());
+        assert_eq!(w.next(one).unwrap().v, 2);
+        w.remove(two).defer();
+        w.remove(three).defer();
+        assert_eq!(q.next(two, &g).unwrap().v, 3);
+        assert_eq!(vals(q.iter(&g)), [1]);
+        drop(g);
+        d.barrier();
+        assert_eq!(m.count(), 2);
+    }
+
+    #[test]
+    fn qsimpleq_insert_head_rcu() {
+        let (_d, q, m) = setup();
+        let mut w = q.lock();
+        w.insert_head(m.e(2)); // into an empty queue: also sets the tail
+        assert_eq!(check_tail(&mut w, &m), [2]);
+        w.insert_head(m.e(1));
+        assert_eq!(check_tail(&mut w, &m), [1, 2]);
+    }
+
+    #[test]
+    fn qsimpleq_insert_tail_rcu() {
+        let (_d, q, m) = setup();
+        let mut w = q.lock();
+        w.insert_tail(m.e(1));
+        w.insert_tail(m.e(2));
+        w.insert_head(m.e(0));
+        w.insert_tail(m.e(3));
+        assert_eq!(vals(w.iter()), [0, 1, 2, 3]);
+        let mut c = w.cursor();
+        while c.move_next() {}
+        c.insert_before(m.e(4)); // at the end: a tail insertion
+        assert_eq!(check_tail(&mut w, &m), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn qsimpleq_insert_after_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        let mut w = q.lock();
+        w.insert_tail(m.e(1));
+        let g = r.read_lock();
+        let one = q.first(&g).unwrap();
+        w.insert_after(one, m.e(3)); // after the tail: moves the tail pointer
+        assert_eq!(check_tail(&mut w, &m), [1, 3]);
+        w.insert_after(one, m.e(2));
+        assert_eq!(check_tail(&mut w, &m), [1, 2, 3]);
+        let mut c = w.cursor();
+        c.move_next();
+        c.move_next();
+        c.insert_after(m.e(4));
+        assert_eq!(check_tail(&mut w, &m), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn qsimpleq_remove_head_rcu() {
+        let (d, q, m) = setup();
+        let mut w = q.lock();
+        assert!(w.remove_head().is_none());
+        w.insert_tail(m.e(1));
+        w.insert_tail(m.e(2));
+        assert_eq!(w.remove_head().unwrap().synchronize().v, 1);
+        assert_eq!(check_tail(&mut w, &m), [2]);
+        w.remove_head().unwrap().defer(); // the last one: the tail points at the head again
+        assert!(w.is_empty());
+        assert_eq!(check_tail(&mut w, &m), []);
+        drop(w);
+        d.barrier();
+        assert_eq!(m.count(), 4); // 1, 2 and two 999 probes
+    }
+
+    #[test]
+    fn qsimpleq_remove_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        let mut w = q.lock();
+        for v in 0..4 {
+            w.insert_tail(m.e(v));
+        }
+        let g = r.read_lock();
+        let tail = q.iter(&g).last().unwrap();
+        w.remove(tail).defer(); // the tail: tail pointer moves back
+        assert_eq!(check_tail(&mut w, &m), [0, 1, 2]);
+        let one = q.next(q.first(&g).unwrap(), &g).unwrap();
+        w.remove(one).defer(); // middle
+        assert_eq!(check_tail(&mut w, &m), [0, 2]);
+        w.remove(q.first(&g).unwrap()).defer(); // head
+        assert_eq!(check_tail(&mut w, &m), [2]);
+        let only = q.first(&g).unwrap();
+        w.remove(only).defer(); // single
+        assert!(!only.sq.is_linked());
+        assert_eq!(check_tail(&mut w, &m), []);
+        drop(g);
+        drop(w);
+        d.barrier();
+        assert_eq!(m.count(), 4 + 4); // and four 999 probes
+    }
+
+    #[test]
+    fn qsimpleq_foreach_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        let mut w = q.lock();
+        for v in 0..100 {
+            w.insert_tail(m.e(v));
+        }
+        assert_eq!(vals(q.iter(&r.read_lock())), (0..100).collect::<Vec<_>>());
+        assert_eq!(w.len(), 100);
+    }
+
+    #[test]
+    fn qsimpleq_foreach_safe_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        let mut w = q.lock();
+        for v in 0..10 {
+            w.insert_tail(m.e(v));
+        }
+        let g = r.read_lock();
+        let mut seen = vec![];
+        for e in q.iter(&g) {
+            seen.push(e.v);
+            if e.v % 3 == 0 {
+                w.remove(e).defer();
+            }
+        }
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        drop(g);
+        assert_eq!(w.retain(|e| e.v % 2 == 1), 3);
+        assert_eq!(check_tail(&mut w, &m), [1, 5, 7]);
+        assert_eq!(w.retain(|e| e.v != 7), 1); // removing the tail keeps the tail pointer right
+        assert_eq!(check_tail(&mut w, &m), [1, 5]);
+        assert_eq!(w.clear(), 2);
+        drop(w);
+        d.barrier();
+        assert_eq!(m.count(), 10 + 2); // and two 999 probes
+    }
+
+    #[test]
+    fn drop_frees_what_the_queue_holds() {
+        let (_d, q, m) = setup();
+        for v in 0..5 {
+            q.lock().insert_tail(m.e(v));
+        }
+        drop(q);
+        assert_eq!(m.count(), 5);
+    }
+
+    #[test]
+    #[should_panic(expected = "not linked into this list")]
+    fn removing_an_element_of_another_queue_panics() {
+        let (d, a, m) = setup();
+        let b = QSimpleQ::new_in(&d);
+        a.lock().insert_tail(m.e(1));
+        b.lock().insert_tail(m.e(2));
+        let r = d.register();
+        let g = r.read_lock();
+        let _ = a.lock().remove(b.first(&g).unwrap());
+    }
+}

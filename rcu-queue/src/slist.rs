@@ -1,0 +1,879 @@
+//! `QSList`: QEMU's `QSLIST_*_RCU`, a singly linked list.
+//!
+//! # How it works
+//!
+//! The head holds `first`. Readers only follow `first`
+//! and `next`, with `Acquire` loads (`qatomic_rcu_read`); a writer publishes a new
+//! element with one `Release` store (`qatomic_rcu_set`) after setting its `next`. Removal
+//! stores the successor into the previous `next` field (QEMU: `qatomic_set`; we use
+//! `Release`, see [the QLIST notes](crate::QList)) and leaves the removed element's `next`
+//! for readers standing on it. Removing a given element walks from the head, as in C; a
+//! [`QSListCursor`] removes at its position in O(1).
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::{self, NonNull};
+
+use rcu_core::{Domain, Flavor, Memb, ReadGuard};
+
+use crate::link::{
+    adopt, already_linked, belongs_to, elem, is_in, link_of, not_in_list, reset_link, wrong_domain,
+    Iter, Linked, LINKED,
+};
+use crate::retired::Retired;
+use crate::sync::{self, AtomicPtr, Mutex, MutexGuard, Ordering};
+use crate::QSListLink;
+
+/// The list head (`QSLIST_HEAD`), heap-allocated so that a cursor may point at `first`
+/// while the `QSList` moves.
+struct QSListHead {
+    first: AtomicPtr<QSListLink>,
+}
+
+/// An RCU-protected singly linked list of `Box<T>` elements: QEMU's `QSLIST` with the
+/// `*_RCU` macros.
+///
+/// ```
+/// use rcu_queue::{rcu_link, QSList, QSListLink};
+/// use rcu_core::rcu_read_lock;
+///
+/// struct Job { n: u32, link: QSListLink }
+/// rcu_link!(Job, link: QSListLink);
+/// let job = |n| Box::new(Job { n, link: QSListLink::new() });
+///
+/// let q: QSList<Job> = QSList::new();
+/// let mut w = q.lock();
+/// let three = w.insert_head(job(3)) as *const Job;
+/// w.insert_head(job(1));
+/// w.insert_head(job(0));
+/// w.remove_head().unwrap().defer();
+/// let mut c = w.cursor();
+/// c.insert_after(job(2)); // after 1
+/// drop(w);
+/// let guard = rcu_read_lock();
+/// assert_eq!(q.iter(&guard).map(|j| j.n).collect::<Vec<_>>(), [1, 2, 3]);
+/// assert!(std::ptr::eq(q.iter(&guard).last().unwrap(), three));
+/// ```
+///
+/// Invariants: `head` is a live box owned by this list; every element reachable from
+/// `head.first` is a `Box<T>` owned by the list, linked with owner word `id() | LINKED`;
+/// removed elements are freed only after a grace period of `domain`, or when the list is
+/// dropped.
+pub struct QSList<T, F = Memb>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    head: NonNull<QSListHead>,
+    domain: Domain<F>,
+    lock: Mutex<()>,
+    _owns: PhantomData<Box<T>>,
+}
+
+// SAFETY: as for `QList`: the list owns its head and its `Box<T>` elements (`T: Send`).
+unsafe impl<T, F> Send for QSList<T, F>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+}
+
+// SAFETY: as for `QList`: readers get `&T` on any thread (`T: Sync`), writers hand removed
+// elements to other threads (`T: Send`), writers are serialized by the writer proof.
+unsafe impl<T, F> Sync for QSList<T, F>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+}
+
+#[cfg(not(loom))]
+impl<T> QSList<T, Memb>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+{
+    /// An empty list in the default (memb) domain.
+    pub fn new() -> Self {
+        Self::new_in(rcu_core::default_domain())
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> Default for QSList<T, Memb>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, F> QSList<T, F>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    /// An empty list whose readers use `domain`'s guards and whose removed elements
+    /// wait for `domain`'s grace periods.
+    pub fn new_in(domain: &Domain<F>) -> Self {
+        let head = Box::into_raw(Box::new(QSListHead {
+            first: AtomicPtr::new(ptr::null_mut()),
+        }));
+        // SAFETY: `Box::into_raw` never returns null.
+        let head = unsafe { NonNull::new_unchecked(head) };
+        QSList {
+            head,
+            domain: domain.clone(),
+            lock: Mutex::new(()),
+            _owns: PhantomData,
+        }
+    }
+
+    /// The domain whose guards protect readers and whose grace periods free removed
+    /// elements.
+    pub fn domain(&self) -> &Domain<F> {
+        &self.domain
+    }
+
+    #[inline(always)]
+    fn head(&self) -> &QSListHead {
+        // SAFETY: `head` is the live box allocated in `new_in`, freed only in `drop`.
+        unsafe { self.head.as_ref() }
+    }
+
+    #[inline(always)]
+    fn id(&self) -> usize {
+        self.head.as_ptr() as usize
+    }
+
+    #[inline(always)]
+    fn check_guard(&self, guard: &ReadGuard<'_, F>) {
+        if !guard.is_of(&self.domain) {
+            wrong_domain();
+        }
+    }
+
+    // ----- reader side -----
+
+    /// Whether the list is empty (`QSLIST_EMPTY_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the list's.
+    #[inline]
+    pub fn is_empty(&self, guard: &ReadGuard<'_, F>) -> bool {
+        self.check_guard(guard);
+        // Relaxed (QEMU: `qatomic_read`): nothing is dereferenced.
+        self.head().first.load(Ordering::Relaxed).is_null()
+    }
+
+    /// The first element (`QSLIST_FIRST_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the list's.
+    #[inline]
+    pub fn first<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
+        self.check_guard(guard);
+        // Acquire (`qatomic_rcu_read`): pairs with the publishing Release store.
+        let p = self.head().first.load(Ordering::Acquire);
+        // SAFETY: as in `QList::first`.
+        unsafe { elem(p) }
+    }
+
+    /// The element after `elem` (`QSLIST_NEXT_RCU`); works on an element removed during
+    /// this critical section.
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain, or `elem` is not (and was not recently) an
+    /// element of this list.
+    #[inline]
+    pub fn next<'g>(&'g self, elem: &'g T, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
+        self.check_guard(guard);
+        let link = link_of(elem);
+        if !belongs_to(link, self.id()) {
+            not_in_list();
+        }
+        // Acquire (`qatomic_rcu_read`): as in `first`.
+        let p = link.next.load(Ordering::Acquire);
+        // SAFETY: as in `QList::next`.
+        unsafe { crate::link::elem(p) }
+    }
+
+    /// Iterate front to back (`QSLIST_FOREACH_RCU`, also `QSLIST_FOREACH_SAFE_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the list's.
+    #[inline]
+    pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Iter<'g, T, QSListLink> {
+        self.check_guard(guard);
+        // Acquire (`qatomic_rcu_read`): as in `first`.
+        let first = self.head().first.load(Ordering::Acquire);
+        // SAFETY: as in `QList::iter`.
+        unsafe { Iter::new(first) }
+    }
+
+    // ----- writer side -----
+
+    /// Take the list's writer lock.
+    pub fn lock(&self) -> QSListWriter<'_, T, F> {
+        QSListWriter {
+            q: self,
+            _guard: Some(sync::lock(&self.lock)),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// A writer from exclusive access.
+    pub fn get_mut(&mut self) -> QSListWriter<'_, T, F> {
+        QSListWriter {
+            q: self,
+            _guard: None,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// A writer without taking the lock.
+    ///
+    /// # Safety
+    ///
+    /// As for [`QList::lock_unchecked`](crate::QList::lock_unchecked).
+    pub unsafe fn lock_unchecked(&self) -> QSListWriter<'_, T, F> {
+        QSListWriter {
+            q: self,
+            _guard: None,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl<T, F> Drop for QSList<T, F>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    fn drop(&mut self) {
+        // As for `QList`: nobody else can reach the list or its elements any more.
+        // Relaxed: `&mut self`, every other access happens-before this.
+        let mut p = self.head().first.load(Ordering::Relaxed);
+        while let Some(l) = NonNull::new(p) {
+            // SAFETY: `l` is the link of an element owned by the list (invariant).
+            p = unsafe { l.as_ref() }.next.load(Ordering::Relaxed);
+            // SAFETY: contract 2 of `Linked`.
+            let e = unsafe { T::from_link(l) };
+            // SAFETY: nobody else can reach the element.
+            unsafe { reset_link::<T, QSListLink>(e) };
+            // SAFETY: the element came from `Box::into_raw` and the list owned it.
+            drop(unsafe { Box::from_raw(e.as_ptr()) });
+        }
+        // SAFETY: the head came from `Box::into_raw` in `new_in` and is freed only here.
+        drop(unsafe { Box::from_raw(self.head.as_ptr()) });
+    }
+}
+
+impl<T, F> fmt::Debug for QSList<T, F>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QSList")
+            .field("flavor", &F::NAME)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Proof of writer exclusion for a [`QSList`] (see [`QListWriter`](crate::QListWriter)
+/// for how to name elements). Not `Send`.
+pub struct QSListWriter<'a, T, F = Memb>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    q: &'a QSList<T, F>,
+    _guard: Option<MutexGuard<'a, ()>>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<'a, T, F> QSListWriter<'a, T, F>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    /// The list this writer changes.
+    pub fn list(&self) -> &'a QSList<T, F> {
+        self.q
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        // Relaxed: writers are serialized (writer proof).
+        self.q.head().first.load(Ordering::Relaxed).is_null()
+    }
+
+    /// The first element.
+    pub fn first(&self) -> Option<&T> {
+        // Relaxed: as in `is_empty`.
+        let p = self.q.head().first.load(Ordering::Relaxed);
+        // SAFETY: as in `QListWriter::first`.
+        unsafe { elem(p) }
+    }
+
+    /// The element after `e`.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is not linked into this list.
+    pub fn next(&self, e: &T) -> Option<&T> {
+        let link = link_of(e);
+        if !is_in(link, self.q.id()) {
+            not_in_list();
+        }
+        // Relaxed: as in `is_empty`.
+        let p = link.next.load(Ordering::Relaxed);
+        // SAFETY: `e` is linked, so its successor is too: as in `first`.
+        unsafe { elem(p) }
+    }
+
+    /// Iterate front to back (writer side).
+    pub fn iter(&self) -> Iter<'_, T, QSListLink> {
+        // Relaxed: as in `is_empty`.
+        let first = self.q.head().first.load(Ordering::Relaxed);
+        // SAFETY: as in `QListWriter::iter`.
+        unsafe { Iter::new(first) }
+    }
+
+    /// The number of elements (a walk).
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Insert `e` at the front (`QSLIST_INSERT_HEAD_RCU`); returns it.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is already linked.
+    pub fn insert_head(&mut self, e: Box<T>) -> &T {
+        let e = adopt::<T, QSListLink>(e);
+        // SAFETY: W1 (writer proof), W2 (fresh box).
+        unsafe { qslist_insert_head_rcu(self.q, e) };
+        // SAFETY: owned by the list and linked while `self` is borrowed.
+        unsafe { e.as_ref() }
+    }
+
+    /// Insert `e` after `after` (`QSLIST_INSERT_AFTER_RCU`); returns it.
+    ///
+    /// # Panics
+    ///
+    /// If `after` is not linked into this list, or `e` is already linked.
+    pub fn insert_after(&mut self, after: &T, e: Box<T>) -> &T {
+        if !is_in(link_of(after), self.q.id()) {
+            not_in_list();
+        }
+        let e = adopt::<T, QSListLink>(e);
+        // SAFETY: W1, W2, W3 (checked above).
+        unsafe { qslist_insert_after_rcu(self.q, NonNull::from(after), e) };
+        // SAFETY: as in `insert_head`.
+        unsafe { e.as_ref() }
+    }
+
+    /// Unlink the first element (`QSLIST_REMOVE_HEAD_RCU`); `None` when empty.
+    pub fn remove_head(&mut self) -> Option<Retired<T, F>> {
+        // SAFETY: W1 (writer proof).
+        let p = unsafe { qslist_remove_head_rcu(self.q) }?;
+        // SAFETY: as in `QListWriter::remove`.
+        Some(unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QSListLink>) })
+    }
+
+    /// Unlink `e` (`QSLIST_REMOVE_RCU`, a walk from the head) and hand it back, to be
+    /// freed after a grace period.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is not linked into this list.
+    pub fn remove(&mut self, e: &T) -> Retired<T, F> {
+        if !is_in(link_of(e), self.q.id()) {
+            not_in_list();
+        }
+        // SAFETY: W1 (writer proof), W3 (checked above).
+        let p = unsafe { qslist_remove_rcu(self.q, NonNull::from(e)) };
+        // SAFETY: as in `QListWriter::remove`.
+        unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QSListLink>) }
+    }
+
+    /// Remove every element for which `keep` returns `false`, retiring each through
+    /// call_rcu (`QSLIST_FOREACH_SAFE_RCU` + `QSLIST_REMOVE_RCU`). Returns how many.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) -> usize {
+        let mut removed = 0;
+        let mut c = self.cursor();
+        while let Some(e) = c.current() {
+            if keep(e) {
+                c.move_next();
+            } else if let Some(r) = c.remove_current() {
+                r.defer();
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Remove every element, retiring each through call_rcu. Returns how many.
+    pub fn clear(&mut self) -> usize {
+        self.retain(|_| false)
+    }
+
+    /// A cursor at the first element.
+    pub fn cursor(&mut self) -> QSListCursor<'_, T, F> {
+        QSListCursor {
+            q: self.q,
+            pos: NonNull::from(&self.q.head().first),
+            _writer: PhantomData,
+        }
+    }
+}
+
+impl<T, F> fmt::Debug for QSListWriter<'_, T, F>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QSListWriter").finish_non_exhaustive()
+    }
+}
+
+/// A writer's cursor in a [`QSList`]: an element, or the end. It is the `next` field
+/// (or head) that points at the current element, so removal here is O(1).
+pub struct QSListCursor<'w, T, F = Memb>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    q: &'w QSList<T, F>,
+    pos: NonNull<AtomicPtr<QSListLink>>,
+    _writer: PhantomData<&'w mut ()>,
+}
+
+impl<T, F> QSListCursor<'_, T, F>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    #[inline]
+    fn pos(&self) -> &AtomicPtr<QSListLink> {
+        // SAFETY: `pos` is the head's `first` or a linked element's `next`; neither is
+        // freed while the cursor (borrowing the writer) lives.
+        unsafe { self.pos.as_ref() }
+    }
+
+    /// The current element, or `None` at the end.
+    pub fn current(&self) -> Option<&T> {
+        // Relaxed: writer-side read.
+        let p = self.pos().load(Ordering::Relaxed);
+        // SAFETY: a linked element, freed only after a removal through this cursor
+        // (`&mut self`).
+        unsafe { elem(p) }
+    }
+
+    /// Move to the next element (or the end). Returns `false` if already at the end.
+    pub fn move_next(&mut self) -> bool {
+        // Relaxed: writer-side read.
+        match NonNull::new(self.pos().load(Ordering::Relaxed)) {
+            Some(l) => {
+                // SAFETY: `l` is a linked element's link; this takes its field's address.
+                self.pos = unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*l.as_ptr()).next)) };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Insert `e` in front of the current element, or at the end when the cursor is at
+    /// the end. The cursor stays on the same element.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is already linked.
+    pub fn insert_before(&mut self, e: Box<T>) {
+        let e = adopt::<T, QSListLink>(e);
+        // SAFETY: W1 (we borrow the writer), W2 (fresh box); `pos` is a live next field
+        // of this list.
+        let next = unsafe { insert_at(self.q, self.pos, e) };
+        self.pos = next;
+    }
+
+    /// Insert `e` after the current element (`QSLIST_INSERT_AFTER_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// At the end of the list, or if `e` is already linked.
+    pub fn insert_after(&mut self, e: Box<T>) {
+        // Relaxed: writer-side read.
+        let Some(cur) = NonNull::new(self.pos().load(Ordering::Relaxed)) else {
+            panic!("rcu-queue: QSListCursor::insert_after at the end of the list");
+        };
+        let e = adopt::<T, QSListLink>(e);
+        // SAFETY: contract 2 of `Linked`, `cur` is a linked element's link.
+        let after = unsafe { T::from_link(cur) };
+        // SAFETY: W1, W2, W3 (linked here).
+        unsafe { qslist_insert_after_rcu(self.q, after, e) };
+    }
+
+    /// Remove the current element in O(1) (`QSLIST_REMOVE_RCU`); the cursor moves to the
+    /// next. `None` at the end.
+    pub fn remove_current(&mut self) -> Option<Retired<T, F>> {
+        // SAFETY: W1 (we borrow the writer); `pos` is a live next field of this list.
+        let p = unsafe { remove_at(self.pos) }?;
+        // SAFETY: as in `QListWriter::remove`.
+        Some(unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QSListLink>) })
+    }
+}
+
+impl<T, F> fmt::Debug for QSListCursor<'_, T, F>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QSListCursor").finish_non_exhaustive()
+    }
+}
+
+// ----- the raw layer (C names) -----
+
+/// Link `elm` at `pos` (the head's `first` or a linked element's `next`) and return its
+/// own `next` field.
+///
+/// # Safety
+///
+/// W1 and W2 of [`qslist_insert_head_rcu`]; `pos` is the head's `first` or the `next`
+/// field of an element linked into `q`.
+unsafe fn insert_at<T, F>(
+    q: &QSList<T, F>,
+    pos: NonNull<AtomicPtr<QSListLink>>,
+    elm: NonNull<T>,
+) -> NonNull<AtomicPtr<QSListLink>>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: `elm` is live (W2).
+    let el = unsafe { T::link(elm) };
+    // SAFETY: as above; private until published.
+    let new = unsafe { el.as_ref() };
+    if new.is_linked() {
+        already_linked();
+    }
+    // SAFETY: `pos` is live (contract).
+    let pos_ref = unsafe { pos.as_ref() };
+    // Relaxed: writer-side read (W1).
+    let next = pos_ref.load(Ordering::Relaxed);
+    // Relaxed: private until published.
+    new.next.store(next, Ordering::Relaxed);
+    new.owner.store(q.id() | LINKED, Ordering::Relaxed);
+    let new_next = NonNull::from(&new.next);
+    // Release (`qatomic_rcu_set`): publishes the element.
+    pos_ref.store(el.as_ptr(), Ordering::Release);
+    new_next
+}
+
+/// Unlink the element that `pos` points at, if any, and return it.
+///
+/// # Safety
+///
+/// W1 of [`qslist_insert_head_rcu`]; `pos` is the head's `first` or the `next` field of
+/// an element linked into the list; the caller frees the result only after a grace period.
+unsafe fn remove_at<T>(pos: NonNull<AtomicPtr<QSListLink>>) -> Option<NonNull<T>>
+where
+    T: Linked<QSListLink>,
+{
+    // SAFETY: `pos` is live (contract).
+    let pos_ref = unsafe { pos.as_ref() };
+    // Relaxed: writer-side read (W1).
+    let cur = NonNull::new(pos_ref.load(Ordering::Relaxed))?;
+    // SAFETY: `cur` is a linked element's link.
+    let old = unsafe { cur.as_ref() };
+    // Relaxed: writer-side read.
+    let next = old.next.load(Ordering::Relaxed);
+    // Release (QEMU: `qatomic_set`): see the module docs.
+    pos_ref.store(next, Ordering::Release);
+    // Relaxed: writer-only field; the id stays for readers standing on the element.
+    let owner = old.owner.load(Ordering::Relaxed);
+    old.owner.store(owner & !LINKED, Ordering::Relaxed);
+    // SAFETY: `cur` is the link the list stored (contract 2 of `Linked`).
+    Some(unsafe { T::from_link(cur) })
+}
+
+/// `QSLIST_INSERT_HEAD_RCU(head, elm, field)`.
+///
+/// # Safety
+///
+/// 1. (W1) The caller is the list's only writer during the call, and every earlier writer
+///    operation on it happens-before the call.
+/// 2. (W2) `elm` came from `Box::into_raw`, is live and not linked into any list; the list
+///    takes ownership.
+pub unsafe fn qslist_insert_head_rcu<T, F>(q: &QSList<T, F>, elm: NonNull<T>)
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: (1), (2), and the head's `first` is a valid position.
+    unsafe { insert_at(q, NonNull::from(&q.head().first), elm) };
+}
+
+/// `QSLIST_INSERT_AFTER_RCU(head, listelm, elm, field)`.
+///
+/// # Safety
+///
+/// 1. and 2. as for [`qslist_insert_head_rcu`];
+/// 3. (W3) `listelm` points to an element linked into `q`.
+pub unsafe fn qslist_insert_after_rcu<T, F>(q: &QSList<T, F>, listelm: NonNull<T>, elm: NonNull<T>)
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: `listelm` is live (3); this takes the address of its link's `next`.
+    let pos = unsafe { NonNull::from(&T::link(listelm).as_ref().next) };
+    // SAFETY: (1), (2), and `pos` is a linked element's `next` (3).
+    unsafe { insert_at(q, pos, elm) };
+}
+
+/// `QSLIST_REMOVE_HEAD_RCU(head, field)`: unlinks the first element and returns it (as
+/// the list stored it), or `None` when empty.
+///
+/// # Safety
+///
+/// 1. (W1) as for [`qslist_insert_head_rcu`];
+/// 2. afterwards the caller owns the element and frees it only after a grace period of
+///    `q`'s domain.
+pub unsafe fn qslist_remove_head_rcu<T, F>(q: &QSList<T, F>) -> Option<NonNull<T>>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: (1), (2); the head's `first` is a valid position.
+    unsafe { remove_at(NonNull::from(&q.head().first)) }
+}
+
+/// `QSLIST_REMOVE_RCU(head, elm, type, field)`: walks from the head to `elm`, unlinks
+/// it and returns it (as the list stored it).
+///
+/// # Safety
+///
+/// 1. (W1) as for [`qslist_insert_head_rcu`];
+/// 2. (W3) `elm` points to an element linked into `q`;
+/// 3. afterwards the caller owns the element and frees it only after a grace period of
+///    `q`'s domain.
+pub unsafe fn qslist_remove_rcu<T, F>(q: &QSList<T, F>, elm: NonNull<T>) -> NonNull<T>
+where
+    T: Linked<QSListLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: `elm` is live (2).
+    let target = unsafe { T::link(elm) }.as_ptr();
+    let mut pos = NonNull::from(&q.head().first);
+    loop {
+        // SAFETY: `pos` is the head's `first` or a linked element's `next`.
+        // Relaxed: writer-side read (1).
+        let cur = unsafe { pos.as_ref() }.load(Ordering::Relaxed);
+        if cur == target {
+            break;
+        }
+        let Some(cur) = NonNull::new(cur) else {
+            // Unreachable under contract 2; the safe API checks it first.
+            not_in_list();
+        };
+        // SAFETY: `cur` is a linked element's link; this takes its field's address.
+        pos = unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*cur.as_ptr()).next)) };
+    }
+    // SAFETY: (1), (3); `pos` points at `elm`, so the result is `Some`.
+    unsafe { remove_at(pos).unwrap_unchecked() }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::test_support::{vals, Drops, E};
+    use rcu_core::Mb;
+
+    fn setup() -> (Domain<Mb>, QSList<E, Mb>, Drops) {
+        let d = Domain::new();
+        let l = QSList::new_in(&d);
+        (d, l, Drops::default())
+    }
+
+    #[test]
+    fn qslist_empty_rcu() {
+        let (d, l, m) = setup();
+        let r = d.register();
+        assert!(l.is_empty(&r.read_lock()));
+        assert!(l.lock().is_empty());
+        l.lock().insert_head(m.e(1));
+        assert!(!l.is_empty(&r.read_lock()));
+        l.lock().remove_head().unwrap().defer();
+        assert!(l.is_empty(&r.read_lock()));
+    }
+
+    #[test]
+    fn qslist_first_rcu() {
+        let (d, l, m) = setup();
+        let r = d.register();
+        assert!(l.first(&r.read_lock()).is_none());
+        l.lock().insert_head(m.e(2));
+        l.lock().insert_head(m.e(1));
+        assert_eq!(l.first(&r.read_lock()).unwrap().v, 1);
+        assert_eq!(l.lock().first().unwrap().v, 1);
+    }
+
+    #[test]
+    fn qslist_next_rcu() {
+        let (d, l, m) = setup();
+        let r = d.register();
+        let mut w = l.lock();
+        for v in [3, 2, 1] {
+            w.insert_head(m.e(v));
+        }
+        let g = r.read_lock();
+        let one = l.first(&g).unwrap();
+        let two = l.next(one, &g).unwrap();
+        let three = l.next(two, &g).unwrap();
+        assert!(l.next(three, &g).is_none());
+        assert_eq!(w.next(one).unwrap().v, 2);
+        w.remove(two).defer();
+        w.remove(three).defer();
+        assert_eq!(l.next(two, &g).unwrap().v, 3);
+        assert_eq!(vals(l.iter(&g)), [1]);
+        drop(g);
+        d.barrier();
+        assert_eq!(m.count(), 2);
+    }
+
+    #[test]
+    fn qslist_insert_head_rcu() {
+        let (_d, l, m) = setup();
+        let mut w = l.lock();
+        assert_eq!(w.insert_head(m.e(2)).v, 2);
+        w.insert_head(m.e(1));
+        assert_eq!(vals(w.iter()), [1, 2]);
+    }
+
+    #[test]
+    fn qslist_insert_after_rcu() {
+        let (d, l, m) = setup();
+        let r = d.register();
+        let mut w = l.lock();
+        w.insert_head(m.e(1));
+        let g = r.read_lock();
+        let one = l.first(&g).unwrap();
+        w.insert_after(one, m.e(3)); // after the last
+        w.insert_after(one, m.e(2)); // middle
+        assert_eq!(vals(w.iter()), [1, 2, 3]);
+        let mut c = w.cursor();
+        c.move_next();
+        c.move_next();
+        c.insert_after(m.e(4));
+        c.insert_before(m.e(25));
+        assert_eq!(vals(w.iter()), [1, 2, 25, 3, 4]);
+    }
+
+    #[test]
+    fn qslist_remove_head_rcu() {
+        let (d, l, m) = setup();
+        let mut w = l.lock();
+        assert!(w.remove_head().is_none());
+        w.insert_head(m.e(2));
+        w.insert_head(m.e(1));
+        assert_eq!(w.remove_head().unwrap().synchronize().v, 1);
+        assert_eq!(vals(w.iter()), [2]);
+        w.remove_head().unwrap().defer();
+        assert!(w.is_empty());
+        drop(w);
+        d.barrier();
+        assert_eq!(m.count(), 2);
+    }
+
+    #[test]
+    fn qslist_remove_rcu() {
+        let (d, l, m) = setup();
+        let r = d.register();
+        let mut w = l.lock();
+        for v in (0..4).rev() {
+            w.insert_head(m.e(v));
+        }
+        let g = r.read_lock();
+        w.remove(l.iter(&g).last().unwrap()).defer(); // last
+        assert_eq!(vals(w.iter()), [0, 1, 2]);
+        w.remove(l.next(l.first(&g).unwrap(), &g).unwrap()).defer(); // middle
+        assert_eq!(vals(w.iter()), [0, 2]);
+        w.remove(l.first(&g).unwrap()).defer(); // head
+        let only = l.first(&g).unwrap();
+        w.remove(only).defer(); // single
+        assert!(!only.sl.is_linked());
+        assert!(w.is_empty());
+        drop(g);
+        drop(w);
+        d.barrier();
+        assert_eq!(m.count(), 4);
+    }
+
+    #[test]
+    fn qslist_foreach_rcu() {
+        let (d, l, m) = setup();
+        let r = d.register();
+        let mut w = l.lock();
+        for v in (0..100).rev() {
+            w.insert_head(m.e(v));
+        }
+        assert_eq!(vals(l.iter(&r.read_lock())), (0..100).collect::<Vec<_>>());
+        assert_eq!(w.len(), 100);
+    }
+
+    #[test]
+    fn qslist_foreach_safe_rcu() {
+        let (d, l, m) = setup();
+        let r = d.register();
+        let mut w = l.lock();
+        for v in (0..10).rev() {
+            w.insert_head(m.e(v));
+        }
+        let g = r.read_lock();
+        let mut seen = vec![];
+        for e in l.iter(&g) {
+            seen.push(e.v);
+            if e.v % 3 == 0 {
+                w.remove(e).defer();
+            }
+        }
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        drop(g);
+        assert_eq!(w.retain(|e| e.v % 2 == 1), 3);
+        assert_eq!(vals(w.iter()), [1, 5, 7]);
+        assert_eq!(w.clear(), 3);
+        drop(w);
+        d.barrier();
+        assert_eq!(m.count(), 10);
+    }
+
+    #[test]
+    fn drop_frees_what_the_list_holds() {
+        let (_d, l, m) = setup();
+        for v in 0..5 {
+            l.lock().insert_head(m.e(v));
+        }
+        drop(l);
+        assert_eq!(m.count(), 5);
+    }
+
+    #[test]
+    #[should_panic(expected = "not linked into this list")]
+    fn inserting_after_an_element_of_another_list_panics() {
+        let (d, a, m) = setup();
+        let b = QSList::new_in(&d);
+        b.lock().insert_head(m.e(2));
+        let r = d.register();
+        let g = r.read_lock();
+        a.lock().insert_after(b.first(&g).unwrap(), m.e(3));
+    }
+}

@@ -1,0 +1,1115 @@
+//! `QTailQ`: QEMU's `QTAILQ_*_RCU`, a doubly linked tail queue. Reverse traversal is
+//! writer-only.
+//!
+//! # How it works
+//!
+//! The head is itself a [`QTailQLink`] (QEMU's `tqh_circ`): its `next` is the first
+//! element and its `prev` the last element's link (the head itself when empty). Each
+//! element's `prev` is the previous element's link, or the head. Readers only follow
+//! `next`, with `Acquire` loads (`qatomic_rcu_read`); writers publish a new element with
+//! one `Release` store into the `next` that will point at it (`qatomic_rcu_set`), after
+//! setting all of its fields, and fix `prev` pointers, which readers never read, with
+//! relaxed stores. Removal makes the previous `next` skip the element with a `Release`
+//! store (QEMU: `qatomic_set`; see [the QLIST notes](crate::QList) for why we use
+//! Release), keeps the element's own `next` for readers standing on it, and sets its
+//! `prev` to null: QEMU's "not in a list" marker.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::{self, NonNull};
+
+use rcu_core::{Domain, Flavor, Memb, ReadGuard};
+
+use crate::link::{
+    adopt, already_linked, belongs_to, elem, is_in, link_of, not_in_list, reset_link, wrong_domain,
+    Iter, Linked, LINKED,
+};
+use crate::retired::Retired;
+use crate::sync::{self, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::QTailQLink;
+
+/// An RCU-protected tail queue of `Box<T>` elements, QEMU's `QTAILQ` with the `*_RCU`
+/// macros.
+///
+/// ```
+/// use rcu_queue::{rcu_link, QTailQ, QTailQLink};
+/// use rcu_core::rcu_read_lock;
+///
+/// struct Req { id: u32, link: QTailQLink }
+/// rcu_link!(Req, link: QTailQLink);
+/// let req = |id| Box::new(Req { id, link: QTailQLink::new() });
+///
+/// let q: QTailQ<Req> = QTailQ::new();
+/// let mut w = q.lock();
+/// w.insert_tail(req(2));
+/// w.insert_head(req(1));
+/// w.insert_tail(req(3));
+/// assert_eq!(w.iter_rev().map(|r| r.id).collect::<Vec<_>>(), [3, 2, 1]); // writer only
+/// drop(w);
+/// let guard = rcu_read_lock();
+/// assert_eq!(q.iter(&guard).map(|r| r.id).collect::<Vec<_>>(), [1, 2, 3]);
+/// ```
+///
+/// Invariants: `head` is a live `Box<QTailQLink>` owned by this queue, whose `next` is
+/// the first element's link and whose `prev` is the last element's link (or `head`);
+/// every element reachable from it is a `Box<T>` owned by the queue, linked with owner
+/// word `id() | LINKED`; removed elements are freed only after a grace period of
+/// `domain` (through [`Retired`]), or when the queue is dropped.
+pub struct QTailQ<T, F = Memb>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    head: NonNull<QTailQLink>,
+    domain: Domain<F>,
+    lock: Mutex<()>,
+    _owns: PhantomData<Box<T>>,
+}
+
+// SAFETY: as for `QList`: the queue owns its head and its `Box<T>` elements (`T: Send`);
+// everything shared is atomic.
+unsafe impl<T, F> Send for QTailQ<T, F>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+}
+
+// SAFETY: as for `QList`: readers on any thread get `&T` (`T: Sync`), writers on any
+// thread hand removed elements to other threads (`T: Send`); writers are serialized by
+// the writer proof and every shared field is an atomic or the mutex.
+unsafe impl<T, F> Sync for QTailQ<T, F>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+}
+
+#[cfg(not(loom))]
+impl<T> QTailQ<T, Memb>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+{
+    /// An empty queue in the default (memb) domain.
+    pub fn new() -> Self {
+        Self::new_in(rcu_core::default_domain())
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> Default for QTailQ<T, Memb>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, F> QTailQ<T, F>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    /// An empty queue whose readers use `domain`'s guards and whose removed elements
+    /// wait for `domain`'s grace periods.
+    pub fn new_in(domain: &Domain<F>) -> Self {
+        // SAFETY: `Box::into_raw` never returns null.
+        let head = unsafe { NonNull::new_unchecked(Box::into_raw(Box::new(QTailQLink::new()))) };
+        // SAFETY: `head` is live; nobody else knows it yet.
+        let h = unsafe { head.as_ref() };
+        // Relaxed: the queue is not shared yet. Empty: `tqh_circ.tql_prev = &tqh_circ`.
+        h.prev.store(head.as_ptr(), Ordering::Relaxed);
+        QTailQ {
+            head,
+            domain: domain.clone(),
+            lock: Mutex::new(()),
+            _owns: PhantomData,
+        }
+    }
+
+    /// The domain whose guards protect readers and whose grace periods free removed
+    /// elements.
+    pub fn domain(&self) -> &Domain<F> {
+        &self.domain
+    }
+
+    #[inline(always)]
+    fn head(&self) -> &QTailQLink {
+        // SAFETY: `head` is the live box allocated in `new_in`, freed only in `drop`.
+        unsafe { self.head.as_ref() }
+    }
+
+    #[inline(always)]
+    fn id(&self) -> usize {
+        self.head.as_ptr() as usize
+    }
+
+    #[inline(always)]
+    fn check_guard(&self, guard: &ReadGuard<'_, F>) {
+        if !guard.is_of(&self.domain) {
+            wrong_domain();
+        }
+    }
+
+    // ----- reader side -----
+
+    /// Whether the queue is empty (`QTAILQ_EMPTY_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the queue's.
+    #[inline]
+    pub fn is_empty(&self, guard: &ReadGuard<'_, F>) -> bool {
+        self.check_guard(guard);
+        // Relaxed (QEMU: `qatomic_read`): nothing is dereferenced.
+        self.head().next.load(Ordering::Relaxed).is_null()
+    }
+
+    /// The first element (`QTAILQ_FIRST_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the queue's.
+    #[inline]
+    pub fn first<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
+        self.check_guard(guard);
+        // Acquire (`qatomic_rcu_read`): pairs with the Release store that published it.
+        let p = self.head().next.load(Ordering::Acquire);
+        // SAFETY: as in `QList::first`: owned by the queue (borrowed for 'g) or removed
+        // during the critical section and freed only after a grace period of our domain,
+        // which `guard` (checked) holds off.
+        unsafe { elem(p) }
+    }
+
+    /// The element after `elem` (`QTAILQ_NEXT_RCU`); works on an element removed during
+    /// this critical section.
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain, or `elem` is not (and was not recently) an
+    /// element of this queue.
+    #[inline]
+    pub fn next<'g>(&'g self, elem: &'g T, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
+        self.check_guard(guard);
+        let link = link_of(elem);
+        if !belongs_to(link, self.id()) {
+            not_in_list();
+        }
+        // Acquire (`qatomic_rcu_read`): as in `first`.
+        let p = link.next.load(Ordering::Acquire);
+        // SAFETY: as in `QList::next`.
+        unsafe { crate::link::elem(p) }
+    }
+
+    /// Iterate front to back (`QTAILQ_FOREACH_RCU`, also `QTAILQ_FOREACH_SAFE_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the queue's.
+    #[inline]
+    pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Iter<'g, T, QTailQLink> {
+        self.check_guard(guard);
+        // Acquire (`qatomic_rcu_read`): as in `first`.
+        let first = self.head().next.load(Ordering::Acquire);
+        // SAFETY: as in `QList::iter`.
+        unsafe { Iter::new(first) }
+    }
+
+    // ----- writer side -----
+
+    /// Take the queue's writer lock.
+    pub fn lock(&self) -> QTailQWriter<'_, T, F> {
+        QTailQWriter {
+            q: self,
+            _guard: Some(sync::lock(&self.lock)),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// A writer from exclusive access.
+    pub fn get_mut(&mut self) -> QTailQWriter<'_, T, F> {
+        QTailQWriter {
+            q: self,
+            _guard: None,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// A writer without taking the lock.
+    ///
+    /// # Safety
+    ///
+    /// As for [`QList::lock_unchecked`](crate::QList::lock_unchecked): no other writer of
+    /// this queue runs while the returned writer lives, and earlier writers' operations
+    /// happen-before its operations.
+    pub unsafe fn lock_unchecked(&self) -> QTailQWriter<'_, T, F> {
+        QTailQWriter {
+            q: self,
+            _guard: None,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl<T, F> Drop for QTailQ<T, F>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    fn drop(&mut self) {
+        // As for `QList`: nobody else can reach the queue or its elements any more.
+        // Relaxed: `&mut self`, every other access happens-before this.
+        let mut p = self.head().next.load(Ordering::Relaxed);
+        while let Some(l) = NonNull::new(p) {
+            // SAFETY: `l` is the link of an element owned by the queue (invariant).
+            p = unsafe { l.as_ref() }.next.load(Ordering::Relaxed);
+            // SAFETY: contract 2 of `Linked`.
+            let e = unsafe { T::from_link(l) };
+            // SAFETY: nobody else can reach the element.
+            unsafe { reset_link::<T, QTailQLink>(e) };
+            // SAFETY: the element came from `Box::into_raw` and the queue owned it.
+            drop(unsafe { Box::from_raw(e.as_ptr()) });
+        }
+        // SAFETY: the head came from `Box::into_raw` in `new_in` and is freed only here.
+        drop(unsafe { Box::from_raw(self.head.as_ptr()) });
+    }
+}
+
+impl<T, F> fmt::Debug for QTailQ<T, F>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QTailQ")
+            .field("flavor", &F::NAME)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Proof of writer exclusion for a [`QTailQ`] (see [`QListWriter`](crate::QListWriter)
+/// for how to name elements). Not `Send`.
+pub struct QTailQWriter<'a, T, F = Memb>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    q: &'a QTailQ<T, F>,
+    _guard: Option<MutexGuard<'a, ()>>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<'a, T, F> QTailQWriter<'a, T, F>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    /// The queue this writer changes.
+    pub fn queue(&self) -> &'a QTailQ<T, F> {
+        self.q
+    }
+
+    /// Whether the queue is empty.
+    pub fn is_empty(&self) -> bool {
+        // Relaxed: writers are serialized (writer proof).
+        self.q.head().next.load(Ordering::Relaxed).is_null()
+    }
+
+    /// The first element.
+    pub fn first(&self) -> Option<&T> {
+        // Relaxed: as in `is_empty`.
+        let p = self.q.head().next.load(Ordering::Relaxed);
+        // SAFETY: as in `QListWriter::first`: linked elements are freed only after a
+        // removal, which needs `&mut self`.
+        unsafe { elem(p) }
+    }
+
+    /// The last element (`QTAILQ_LAST`; writer only).
+    pub fn last(&self) -> Option<&T> {
+        // Relaxed: as in `is_empty`.
+        let p = self.q.head().prev.load(Ordering::Relaxed);
+        if p == self.q.head.as_ptr() {
+            return None;
+        }
+        // SAFETY: `tqh_circ.tql_prev` is the last element's link when not the head; as in
+        // `first`.
+        unsafe { elem(p) }
+    }
+
+    /// The element after `e`.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is not linked into this queue.
+    pub fn next(&self, e: &T) -> Option<&T> {
+        let link = link_of(e);
+        if !is_in(link, self.q.id()) {
+            not_in_list();
+        }
+        // Relaxed: as in `is_empty`.
+        let p = link.next.load(Ordering::Relaxed);
+        // SAFETY: `e` is linked, so its successor is too: as in `first`.
+        unsafe { elem(p) }
+    }
+
+    /// The element before `e` (`QTAILQ_PREV`; writer only).
+    ///
+    /// # Panics
+    ///
+    /// If `e` is not linked into this queue.
+    pub fn prev(&self, e: &T) -> Option<&T> {
+        let link = link_of(e);
+        if !is_in(link, self.q.id()) {
+            not_in_list();
+        }
+        // Relaxed: writer-only field.
+        let p = link.prev.load(Ordering::Relaxed);
+        if p == self.q.head.as_ptr() {
+            return None;
+        }
+        // SAFETY: the `prev` of a linked element is the previous element's link when it
+        // is not the head; as in `first`.
+        unsafe { elem(p) }
+    }
+
+    /// Iterate front to back (writer side).
+    pub fn iter(&self) -> Iter<'_, T, QTailQLink> {
+        // Relaxed: as in `is_empty`.
+        let first = self.q.head().next.load(Ordering::Relaxed);
+        // SAFETY: as in `QListWriter::iter`.
+        unsafe { Iter::new(first) }
+    }
+
+    /// Iterate back to front (`QTAILQ_FOREACH_REVERSE`; writer only).
+    pub fn iter_rev(&self) -> RevIter<'_, T> {
+        RevIter {
+            // Relaxed: as in `is_empty`.
+            cur: self.q.head().prev.load(Ordering::Relaxed),
+            head: self.q.head.as_ptr(),
+            _marker: PhantomData,
+        }
+    }
+
+    /// The number of elements (a walk).
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Insert `e` at the front (`QTAILQ_INSERT_HEAD_RCU`); returns it.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is already linked.
+    pub fn insert_head(&mut self, e: Box<T>) -> &T {
+        let e = adopt::<T, QTailQLink>(e);
+        // SAFETY: W1 (writer proof), W2 (fresh box).
+        unsafe { qtailq_insert_head_rcu(self.q, e) };
+        // SAFETY: owned by the queue and linked while `self` is borrowed.
+        unsafe { e.as_ref() }
+    }
+
+    /// Insert `e` at the back (`QTAILQ_INSERT_TAIL_RCU`); returns it.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is already linked.
+    pub fn insert_tail(&mut self, e: Box<T>) -> &T {
+        let e = adopt::<T, QTailQLink>(e);
+        // SAFETY: W1 (writer proof), W2 (fresh box).
+        unsafe { qtailq_insert_tail_rcu(self.q, e) };
+        // SAFETY: as in `insert_head`.
+        unsafe { e.as_ref() }
+    }
+
+    /// Insert `e` after `after` (`QTAILQ_INSERT_AFTER_RCU`); returns it.
+    ///
+    /// # Panics
+    ///
+    /// If `after` is not linked into this queue, or `e` is already linked.
+    pub fn insert_after(&mut self, after: &T, e: Box<T>) -> &T {
+        if !is_in(link_of(after), self.q.id()) {
+            not_in_list();
+        }
+        let e = adopt::<T, QTailQLink>(e);
+        // SAFETY: W1, W2, W3 (checked above).
+        unsafe { qtailq_insert_after_rcu(self.q, NonNull::from(after), e) };
+        // SAFETY: as in `insert_head`.
+        unsafe { e.as_ref() }
+    }
+
+    /// Insert `e` before `before` (`QTAILQ_INSERT_BEFORE_RCU`); returns it.
+    ///
+    /// # Panics
+    ///
+    /// If `before` is not linked into this queue, or `e` is already linked.
+    pub fn insert_before(&mut self, before: &T, e: Box<T>) -> &T {
+        if !is_in(link_of(before), self.q.id()) {
+            not_in_list();
+        }
+        let e = adopt::<T, QTailQLink>(e);
+        // SAFETY: W1, W2, W3 (checked above).
+        unsafe { qtailq_insert_before_rcu(NonNull::from(before), e) };
+        // SAFETY: as in `insert_head`.
+        unsafe { e.as_ref() }
+    }
+
+    /// Unlink `e` (`QTAILQ_REMOVE_RCU`; its `prev` becomes null, "not in a list") and
+    /// hand it back, to be freed after a grace period.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is not linked into this queue.
+    pub fn remove(&mut self, e: &T) -> Retired<T, F> {
+        if !is_in(link_of(e), self.q.id()) {
+            not_in_list();
+        }
+        // SAFETY: W1 (writer proof), W3 (checked above).
+        let p = unsafe { qtailq_remove_rcu(self.q, NonNull::from(e)) };
+        // SAFETY: as in `QListWriter::remove`.
+        unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QTailQLink>) }
+    }
+
+    /// Remove every element for which `keep` returns `false`, retiring each through
+    /// call_rcu (`QTAILQ_FOREACH_SAFE_RCU` + `QTAILQ_REMOVE_RCU`). Returns how many.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) -> usize {
+        let mut removed = 0;
+        let mut c = self.cursor();
+        while let Some(e) = c.current() {
+            if keep(e) {
+                c.move_next();
+            } else if let Some(r) = c.remove_current() {
+                r.defer();
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Remove every element, retiring each through call_rcu. Returns how many.
+    pub fn clear(&mut self) -> usize {
+        self.retain(|_| false)
+    }
+
+    /// A cursor at the first element.
+    pub fn cursor(&mut self) -> QTailQCursor<'_, T, F> {
+        QTailQCursor {
+            q: self.q,
+            pos: self.q.head,
+            _writer: PhantomData,
+        }
+    }
+}
+
+impl<T, F> fmt::Debug for QTailQWriter<'_, T, F>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QTailQWriter").finish_non_exhaustive()
+    }
+}
+
+/// A writer's back-to-front iterator over a [`QTailQ`] ([`QTailQWriter::iter_rev`]).
+pub struct RevIter<'a, T> {
+    cur: *mut QTailQLink,
+    head: *mut QTailQLink,
+    _marker: PhantomData<&'a T>,
+}
+
+impl<'a, T: Linked<QTailQLink> + 'a> Iterator for RevIter<'a, T> {
+    type Item = &'a T;
+
+    fn next(&mut self) -> Option<&'a T> {
+        if self.cur == self.head {
+            return None;
+        }
+        let l = NonNull::new(self.cur)?;
+        // SAFETY: `l` is the link of an element linked in the queue, which the writer
+        // borrowed for 'a keeps linked.
+        let link = unsafe { l.as_ref() };
+        // Relaxed: writer-only field, read by the writer.
+        self.cur = link.prev.load(Ordering::Relaxed);
+        // SAFETY: as above (contract 2 of `Linked`).
+        Some(unsafe { T::from_link(l).as_ref() })
+    }
+}
+
+impl<T> fmt::Debug for RevIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevIter").finish_non_exhaustive()
+    }
+}
+
+/// A writer's cursor in a [`QTailQ`]: an element, or the end. It is the link (head or
+/// element) whose `next` points at the current element.
+pub struct QTailQCursor<'w, T, F = Memb>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    q: &'w QTailQ<T, F>,
+    pos: NonNull<QTailQLink>,
+    _writer: PhantomData<&'w mut ()>,
+}
+
+impl<T, F> QTailQCursor<'_, T, F>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    #[inline]
+    fn pos(&self) -> &QTailQLink {
+        // SAFETY: `pos` is the head or a linked element's link; neither is freed while the
+        // cursor (borrowing the writer) lives, and `remove_current` never removes `pos`.
+        unsafe { self.pos.as_ref() }
+    }
+
+    /// The current element, or `None` at the end.
+    pub fn current(&self) -> Option<&T> {
+        // Relaxed: writer-side read.
+        let p = self.pos().next.load(Ordering::Relaxed);
+        // SAFETY: a linked element, freed only after a removal through this cursor, which
+        // takes `&mut self`.
+        unsafe { elem(p) }
+    }
+
+    /// Move to the next element (or the end). Returns `false` if already at the end.
+    pub fn move_next(&mut self) -> bool {
+        // Relaxed: writer-side read.
+        match NonNull::new(self.pos().next.load(Ordering::Relaxed)) {
+            Some(l) => {
+                self.pos = l;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Insert `e` in front of the current element, or at the back when the cursor is at
+    /// the end. The cursor stays on the same element.
+    ///
+    /// # Panics
+    ///
+    /// If `e` is already linked.
+    pub fn insert_before(&mut self, e: Box<T>) {
+        let e = adopt::<T, QTailQLink>(e);
+        // SAFETY: `e` is a live box.
+        let el = unsafe { T::link(e) };
+        // SAFETY: as above; still private.
+        let new = unsafe { el.as_ref() };
+        let pos = self.pos();
+        // Relaxed: writer-side read.
+        let cur = pos.next.load(Ordering::Relaxed);
+        // Relaxed: private until published.
+        new.next.store(cur, Ordering::Relaxed);
+        new.prev.store(self.pos.as_ptr(), Ordering::Relaxed);
+        new.owner.store(self.q.id() | LINKED, Ordering::Relaxed);
+        // Release (`qatomic_rcu_set`): publishes the element.
+        pos.next.store(el.as_ptr(), Ordering::Release);
+        let fix = match NonNull::new(cur) {
+            // SAFETY: `c` is a linked element's link.
+            Some(c) => unsafe { &c.as_ref().prev },
+            None => &self.q.head().prev,
+        };
+        // Relaxed: writer-only field.
+        fix.store(el.as_ptr(), Ordering::Relaxed);
+        self.pos = el;
+    }
+
+    /// Insert `e` after the current element (`QTAILQ_INSERT_AFTER_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// At the end of the queue, or if `e` is already linked.
+    pub fn insert_after(&mut self, e: Box<T>) {
+        // Relaxed: writer-side read.
+        let Some(cur) = NonNull::new(self.pos().next.load(Ordering::Relaxed)) else {
+            panic!("rcu-queue: QTailQCursor::insert_after at the end of the queue");
+        };
+        let e = adopt::<T, QTailQLink>(e);
+        // SAFETY: contract 2 of `Linked`, `cur` is a linked element's link.
+        let after = unsafe { T::from_link(cur) };
+        // SAFETY: W1 (we borrow the writer), W2 (fresh box), W3 (linked here).
+        unsafe { qtailq_insert_after_rcu(self.q, after, e) };
+    }
+
+    /// Remove the current element (`QTAILQ_REMOVE_RCU`); the cursor moves to the next.
+    /// `None` at the end.
+    pub fn remove_current(&mut self) -> Option<Retired<T, F>> {
+        // Relaxed: writer-side read.
+        let cur = NonNull::new(self.pos().next.load(Ordering::Relaxed))?;
+        // SAFETY: `cur` is a linked element's link.
+        let e = unsafe { T::from_link(cur) };
+        // SAFETY: W1, W3; `pos` is the previous link, which stays.
+        let p = unsafe { qtailq_remove_rcu(self.q, e) };
+        // SAFETY: as in `QListWriter::remove`.
+        Some(unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QTailQLink>) })
+    }
+}
+
+impl<T, F> fmt::Debug for QTailQCursor<'_, T, F>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QTailQCursor").finish_non_exhaustive()
+    }
+}
+
+// ----- the raw layer (C names) -----
+
+/// Prepare a private element's link; panics if it is already linked.
+///
+/// # Safety
+///
+/// `elm` is live and private to the caller.
+unsafe fn fresh<'e, T: Linked<QTailQLink>>(
+    elm: NonNull<T>,
+) -> (NonNull<QTailQLink>, &'e QTailQLink) {
+    // SAFETY: `elm` is live (contract).
+    let el = unsafe { T::link(elm) };
+    // SAFETY: as above.
+    let new = unsafe { el.as_ref() };
+    if new.is_linked() {
+        already_linked();
+    }
+    (el, new)
+}
+
+/// Store `owner` (relaxed: the element is still private).
+fn set_owner(l: &QTailQLink, owner: &AtomicUsize) {
+    // Relaxed: writer-side copy of a writer-only field.
+    l.owner
+        .store(owner.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// `QTAILQ_INSERT_HEAD_RCU(head, elm, field)`.
+///
+/// # Safety
+///
+/// 1. (W1) The caller is the queue's only writer during the call, and every earlier writer
+///    operation on it happens-before the call.
+/// 2. (W2) `elm` came from `Box::into_raw`, is live and not linked into any list; the queue
+///    takes ownership.
+pub unsafe fn qtailq_insert_head_rcu<T, F>(q: &QTailQ<T, F>, elm: NonNull<T>)
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: (2).
+    let (el, new) = unsafe { fresh(elm) };
+    let head = q.head();
+    // Relaxed: writer-side read (1).
+    let first = head.next.load(Ordering::Relaxed);
+    // Relaxed: private until published.
+    new.next.store(first, Ordering::Relaxed);
+    new.prev.store(q.head.as_ptr(), Ordering::Relaxed);
+    new.owner.store(q.id() | LINKED, Ordering::Relaxed);
+    let fix = match NonNull::new(first) {
+        // SAFETY: `f` is the first element's link.
+        Some(f) => unsafe { &f.as_ref().prev },
+        None => &head.prev,
+    };
+    // Relaxed: writer-only field.
+    fix.store(el.as_ptr(), Ordering::Relaxed);
+    // Release (`qatomic_rcu_set(&head->tqh_first, elm)`): publishes the element.
+    head.next.store(el.as_ptr(), Ordering::Release);
+}
+
+/// `QTAILQ_INSERT_TAIL_RCU(head, elm, field)`.
+///
+/// # Safety
+///
+/// As for [`qtailq_insert_head_rcu`].
+pub unsafe fn qtailq_insert_tail_rcu<T, F>(q: &QTailQ<T, F>, elm: NonNull<T>)
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: (2).
+    let (el, new) = unsafe { fresh(elm) };
+    let head = q.head();
+    // Relaxed: writer-side read (1).
+    let last = head.prev.load(Ordering::Relaxed);
+    // Relaxed: private until published.
+    new.next.store(ptr::null_mut(), Ordering::Relaxed);
+    new.prev.store(last, Ordering::Relaxed);
+    new.owner.store(q.id() | LINKED, Ordering::Relaxed);
+    // SAFETY: `tql_prev` of the head is the last element's link or the head itself, both
+    // live.
+    let last = unsafe { &*last };
+    // Release (`qatomic_rcu_set(&head->tqh_circ.tql_prev->tql_next, elm)`): publishes it.
+    last.next.store(el.as_ptr(), Ordering::Release);
+    // Relaxed: writer-only field.
+    head.prev.store(el.as_ptr(), Ordering::Relaxed);
+}
+
+/// `QTAILQ_INSERT_AFTER_RCU(head, listelm, elm, field)`.
+///
+/// # Safety
+///
+/// 1. and 2. as for [`qtailq_insert_head_rcu`];
+/// 3. (W3) `listelm` points to an element linked into `q`.
+pub unsafe fn qtailq_insert_after_rcu<T, F>(q: &QTailQ<T, F>, listelm: NonNull<T>, elm: NonNull<T>)
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: (3).
+    let prev = unsafe { T::link(listelm).as_ref() };
+    // SAFETY: (2).
+    let (el, new) = unsafe { fresh(elm) };
+    // Relaxed: writer-side reads (1).
+    let next = prev.next.load(Ordering::Relaxed);
+    let prev_prev = prev.prev.load(Ordering::Relaxed);
+    // The canonical pointer to `listelm`'s link, as the queue stored it.
+    // SAFETY: `prev_prev` of a linked element is the previous link or the head, live.
+    let prev_link = unsafe { &*prev_prev }.next.load(Ordering::Relaxed);
+    debug_assert_eq!(prev_link, ptr::from_ref(prev).cast_mut());
+    // Relaxed: private until published.
+    new.next.store(next, Ordering::Relaxed);
+    new.prev.store(prev_link, Ordering::Relaxed);
+    set_owner(new, &prev.owner);
+    let fix = match NonNull::new(next) {
+        // SAFETY: `n` is a linked element's link.
+        Some(n) => unsafe { &n.as_ref().prev },
+        None => &q.head().prev,
+    };
+    // Relaxed: writer-only field.
+    fix.store(el.as_ptr(), Ordering::Relaxed);
+    // Release (`qatomic_rcu_set(&listelm->field.tqe_next, elm)`): publishes it.
+    prev.next.store(el.as_ptr(), Ordering::Release);
+}
+
+/// `QTAILQ_INSERT_BEFORE_RCU(listelm, elm, field)`.
+///
+/// # Safety
+///
+/// 1. and 2. as for [`qtailq_insert_head_rcu`], for the queue that holds `listelm`;
+/// 3. (W3) `listelm` points to an element linked into a queue.
+pub unsafe fn qtailq_insert_before_rcu<T>(listelm: NonNull<T>, elm: NonNull<T>)
+where
+    T: Linked<QTailQLink>,
+{
+    // SAFETY: (3).
+    let next = unsafe { T::link(listelm).as_ref() };
+    // SAFETY: (2).
+    let (el, new) = unsafe { fresh(elm) };
+    // Relaxed: writer-side reads (1).
+    let prev = next.prev.load(Ordering::Relaxed);
+    // SAFETY: the `prev` of a linked element is the previous link or the head, live.
+    let prev_ref = unsafe { &*prev };
+    let next_link = prev_ref.next.load(Ordering::Relaxed);
+    debug_assert_eq!(next_link, ptr::from_ref(next).cast_mut());
+    // Relaxed: private until published.
+    new.prev.store(prev, Ordering::Relaxed);
+    new.next.store(next_link, Ordering::Relaxed);
+    set_owner(new, &next.owner);
+    // Release (`qatomic_rcu_set(&listelm->tqe_circ.tql_prev->tql_next, elm)`): publishes.
+    prev_ref.next.store(el.as_ptr(), Ordering::Release);
+    // Relaxed: writer-only field.
+    next.prev.store(el.as_ptr(), Ordering::Relaxed);
+}
+
+/// `QTAILQ_REMOVE_RCU(head, elm, field)`: unlinks `elm`, sets its `prev` to null (not in
+/// a list), keeps its `next` for readers standing on it, and returns its pointer as the
+/// queue stored it.
+///
+/// # Safety
+///
+/// 1. (W1) as for [`qtailq_insert_head_rcu`];
+/// 2. (W3) `elm` points to an element linked into `q`;
+/// 3. afterwards the caller owns the element and frees it only after a grace period of
+///    `q`'s domain.
+pub unsafe fn qtailq_remove_rcu<T, F>(q: &QTailQ<T, F>, elm: NonNull<T>) -> NonNull<T>
+where
+    T: Linked<QTailQLink> + Send + Sync + 'static,
+    F: Flavor,
+{
+    // SAFETY: (2).
+    let old = unsafe { T::link(elm).as_ref() };
+    // Relaxed: writer-side reads (1).
+    let next = old.next.load(Ordering::Relaxed);
+    let prev = old.prev.load(Ordering::Relaxed);
+    // SAFETY: `prev` of a linked element is live (previous link or head).
+    let prev_ref = unsafe { &*prev };
+    let canonical = prev_ref.next.load(Ordering::Relaxed);
+    debug_assert_eq!(canonical, ptr::from_ref(old).cast_mut());
+    let fix = match NonNull::new(next) {
+        // SAFETY: `n` is a linked element's link.
+        Some(n) => unsafe { &n.as_ref().prev },
+        None => &q.head().prev,
+    };
+    // Relaxed: writer-only field.
+    fix.store(prev, Ordering::Relaxed);
+    // Release (QEMU: `qatomic_set`): see the module docs.
+    prev_ref.next.store(next, Ordering::Release);
+    // Relaxed: writer-only fields; `tql_prev = NULL` is QEMU's not-in-list marker.
+    old.prev.store(ptr::null_mut(), Ordering::Relaxed);
+    let owner = old.owner.load(Ordering::Relaxed);
+    old.owner.store(owner & !LINKED, Ordering::Relaxed);
+    // SAFETY: `canonical` pointed at `elm`'s link, so it is non-null (contract 2).
+    unsafe { T::from_link(NonNull::new_unchecked(canonical)) }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::test_support::{vals, Drops, E};
+    use rcu_core::Mb;
+
+    fn setup() -> (Domain<Mb>, QTailQ<E, Mb>, Drops) {
+        let d = Domain::new();
+        let q = QTailQ::new_in(&d);
+        (d, q, Drops::default())
+    }
+
+    /// Forward and backward walks agree, and `last` is the tail.
+    fn check(w: &QTailQWriter<'_, E, Mb>) -> Vec<u32> {
+        let fwd = vals(w.iter());
+        let mut back = vals(w.iter_rev());
+        back.reverse();
+        assert_eq!(fwd, back);
+        assert_eq!(w.last().map(|e| e.v), fwd.last().copied());
+        fwd
+    }
+
+    #[test]
+    fn qtailq_empty_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        assert!(q.is_empty(&r.read_lock()));
+        assert!(q.lock().is_empty());
+        q.lock().insert_tail(m.e(1));
+        assert!(!q.is_empty(&r.read_lock()));
+        assert!(!q.lock().is_empty());
+        q.lock().clear();
+        assert!(q.is_empty(&r.read_lock()));
+        assert!(q.lock().last().is_none());
+    }
+
+    #[test]
+    fn qtailq_first_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        assert!(q.first(&r.read_lock()).is_none());
+        q.lock().insert_tail(m.e(1));
+        q.lock().insert_tail(m.e(2));
+        assert_eq!(q.first(&r.read_lock()).unwrap().v, 1);
+        assert_eq!(q.lock().first().unwrap().v, 1);
+    }
+
+    #[test]
+    fn qtailq_next_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        let mut w = q.lock();
+        for v in 1..=3 {
+            w.insert_tail(m.e(v));
+        }
+        let g = r.read_lock();
+        let one = q.first(&g).unwrap();
+        let two = q.next(one, &g).unwrap();
+        let three = q.next(two, &g).unwrap();
+        assert!(q.next(three, &g).is_none());
+        assert_eq!(w.next(one).unwrap().v, 2);
+        // standing on a removed element, the reader moves on
+        w.remove(two).defer();
+        w.remove(three).defer();
+        assert_eq!(q.next(two, &g).unwrap().v, 3);
+        assert_eq!(check(&w), [1]);
+        drop(g);
+        d.barrier();
+        assert_eq!(m.count(), 2);
+    }
+
+    #[test]
+    fn qtailq_insert_head_rcu() {
+        let (_d, q, m) = setup();
+        let mut w = q.lock();
+        w.insert_head(m.e(3));
+        assert_eq!(check(&w), [3]);
+        w.insert_head(m.e(2));
+        w.insert_head(m.e(1));
+        assert_eq!(check(&w), [1, 2, 3]);
+    }
+
+    #[test]
+    fn qtailq_insert_tail_rcu() {
+        let (_d, q, m) = setup();
+        let mut w = q.lock();
+        w.insert_tail(m.e(1));
+        assert_eq!(check(&w), [1]);
+        w.insert_tail(m.e(2));
+        w.insert_head(m.e(0));
+        w.insert_tail(m.e(3));
+        assert_eq!(check(&w), [0, 1, 2, 3]);
+        // cursor at the end inserts at the tail
+        let mut c = w.cursor();
+        while c.move_next() {}
+        c.insert_before(m.e(4));
+        assert_eq!(check(&w), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn qtailq_insert_after_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        let mut w = q.lock();
+        w.insert_tail(m.e(1));
+        let g = r.read_lock();
+        let one = q.first(&g).unwrap();
+        w.insert_after(one, m.e(3)); // after the tail: new tail
+        assert_eq!(check(&w), [1, 3]);
+        w.insert_after(one, m.e(2)); // middle
+        assert_eq!(check(&w), [1, 2, 3]);
+        let mut c = w.cursor();
+        c.move_next();
+        c.insert_after(m.e(25));
+        assert_eq!(check(&w), [1, 2, 25, 3]);
+    }
+
+    #[test]
+    fn qtailq_insert_before_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        let mut w = q.lock();
+        w.insert_tail(m.e(3));
+        let g = r.read_lock();
+        let three = q.first(&g).unwrap();
+        w.insert_before(three, m.e(1)); // before the head
+        assert_eq!(check(&w), [1, 3]);
+        w.insert_before(three, m.e(2));
+        assert_eq!(check(&w), [1, 2, 3]);
+        assert_eq!(w.prev(three).unwrap().v, 2);
+        assert!(w.prev(q.first(&g).unwrap()).is_none());
+        let mut c = w.cursor();
+        c.insert_before(m.e(0));
+        assert_eq!(c.current().unwrap().v, 1);
+        assert_eq!(check(&w), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn qtailq_remove_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        let mut w = q.lock();
+        w.insert_tail(m.e(1));
+        let only = w.cursor().remove_current().unwrap().synchronize();
+        // QEMU's not-in-list marker: `tql_prev == NULL`
+        assert!(only.tq.prev.load(Ordering::Relaxed).is_null());
+        assert!(!only.tq.is_linked());
+        assert_eq!(check(&w), []);
+        w.insert_tail(only);
+        w.insert_tail(m.e(2));
+        w.insert_tail(m.e(3));
+        w.insert_head(m.e(0));
+        let g = r.read_lock();
+        let tail = q.iter(&g).last().unwrap();
+        let retired = w.remove(tail);
+        // removal marks the element not-in-list right away (readers may still see it)
+        assert!(tail.tq.prev.load(Ordering::Relaxed).is_null());
+        assert!(!tail.tq.is_linked());
+        retired.defer();
+        assert_eq!(check(&w), [0, 1, 2]);
+        w.remove(q.first(&g).unwrap()).defer(); // head
+        assert_eq!(check(&w), [1, 2]);
+        w.remove(q.next(q.first(&g).unwrap(), &g).unwrap()).defer(); // tail again
+        assert_eq!(check(&w), [1]);
+        w.remove(q.first(&g).unwrap()).defer(); // only
+        assert_eq!(check(&w), []);
+        drop(g);
+        drop(w);
+        d.barrier();
+        assert_eq!(m.count(), 4);
+    }
+
+    #[test]
+    fn qtailq_foreach_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        let mut w = q.lock();
+        for v in 0..100 {
+            w.insert_tail(m.e(v));
+        }
+        assert_eq!(vals(q.iter(&r.read_lock())), (0..100).collect::<Vec<_>>());
+        assert_eq!(w.len(), 100);
+    }
+
+    #[test]
+    fn qtailq_foreach_safe_rcu() {
+        let (d, q, m) = setup();
+        let r = d.register();
+        let mut w = q.lock();
+        for v in 0..10 {
+            w.insert_tail(m.e(v));
+        }
+        let g = r.read_lock();
+        let mut seen = vec![];
+        for e in q.iter(&g) {
+            seen.push(e.v);
+            if e.v % 3 == 0 {
+                w.remove(e).defer();
+            }
+        }
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        drop(g);
+        assert_eq!(w.retain(|e| e.v % 2 == 1), 3);
+        assert_eq!(check(&w), [1, 5, 7]);
+        assert_eq!(w.clear(), 3);
+        assert_eq!(check(&w), []);
+        drop(w);
+        d.barrier();
+        assert_eq!(m.count(), 10);
+    }
+
+    #[test]
+    fn qtailq_reverse_is_writer_only() {
+        // QTAILQ_LAST / QTAILQ_PREV / QTAILQ_FOREACH_REVERSE exist on the writer only.
+        let (_d, q, m) = setup();
+        let mut w = q.lock();
+        for v in 0..5 {
+            w.insert_tail(m.e(v));
+        }
+        assert_eq!(w.last().unwrap().v, 4);
+        assert_eq!(w.prev(w.last().unwrap()).unwrap().v, 3);
+        assert_eq!(vals(w.iter_rev()), [4, 3, 2, 1, 0]);
+    }
+
+    #[test]
+    fn drop_frees_what_the_queue_holds() {
+        let (_d, q, m) = setup();
+        for v in 0..5 {
+            q.lock().insert_tail(m.e(v));
+        }
+        drop(q);
+        assert_eq!(m.count(), 5);
+    }
+
+    #[test]
+    #[should_panic(expected = "not linked into this list")]
+    fn removing_an_element_of_another_queue_panics() {
+        let (d, a, m) = setup();
+        let b = QTailQ::new_in(&d);
+        b.lock().insert_tail(m.e(2));
+        let r = d.register();
+        let g = r.read_lock();
+        let _ = a.lock().remove(b.first(&g).unwrap());
+    }
+
+    #[test]
+    #[should_panic(expected = "already linked")]
+    fn inserting_a_linked_element_panics() {
+        let (_d, q, m) = setup();
+        let p = NonNull::new(Box::into_raw(m.e(1))).unwrap();
+        // SAFETY: only writer; the second call breaks W2 on purpose and is caught before
+        // anything changes.
+        unsafe {
+            crate::raw::qtailq_insert_tail_rcu(&q, p);
+            crate::raw::qtailq_insert_head_rcu(&q, p);
+        }
+    }
+}
