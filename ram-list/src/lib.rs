@@ -91,6 +91,7 @@ pub use migration::{
 };
 pub use qemu_file::{
     Configuration, CountingReader, QemuFileError, QemuFileReader, Record, SectionHeader,
-    SectionKind,
+    SectionKind, MAX_CONFIGURATION_CAPABILITIES, MAX_CONFIGURATION_NAME_LEN, MAX_VMDESC_LEN,
+    QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION,
 };
 pub use ram_list::{GuestRange, RamList, RamListWriter, RAM_OFFSET_ALIGN};
