@@ -120,6 +120,21 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
         unsafe { rcu_dereference(&self.ptr, guard).unwrap_unchecked() }
     }
 
+    /// Read the current value without a read-side critical section: for writers that are
+    /// already serialised among themselves (QEMU's "writers hold the lock, so no
+    /// `rcu_read_lock` is needed" rule).
+    ///
+    /// # Safety
+    ///
+    /// 1. No thread replaces or retires the current value while the returned reference
+    ///    lives (for example: every writer of this cell holds a lock that the caller holds).
+    #[inline]
+    pub unsafe fn load_unprotected(&self) -> &T {
+        // SAFETY: the pointer is a live `Box` (type invariant) and, by contract 1, it is not
+        // unpublished, so not freed, while the reference lives.
+        unsafe { &*self.ptr.load(Ordering::Acquire) }
+    }
+
     /// Replace the value; the old one is dropped on the domain's worker after a grace
     /// period (`rcu_xchg_pointer` + `call_rcu`). Never blocks.
     pub fn replace(&self, value: T) {
