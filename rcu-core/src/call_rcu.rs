@@ -13,7 +13,11 @@
 //! producer it takes the whole sealed stack (`swap`, `Acquire`) and then reads `current`
 //! (`Acquire`), recording for each chunk the range `taken..published`. Because a producer
 //! stores its new `current` before pushing the old chunk, a chunk found on the sealed stack
-//! can no longer be anybody's `current`, so no range is collected twice. After one grace
+//! can no longer be anybody's `current`, so no range is collected twice. Between those two
+//! stores the old chunk is reachable from neither place; the producer's `seals` counter is
+//! odd for that window and the consumer retakes its snapshot of that producer until no seal
+//! overlapped it, so a snapshot never misses an entry published before it began (which
+//! `barrier` relies on). After one grace
 //! period the consumer runs the snapshot and advances each chunk's `taken`; a sealed chunk
 //! whose entries have all run is freed (only the consumer frees).
 //!
@@ -118,6 +122,9 @@ pub(crate) struct Producer {
     current: AtomicPtr<Chunk>,
     /// Stack of sealed chunks (owner pushes, consumer takes all).
     sealed: AtomicPtr<Chunk>,
+    /// Seal sequence: odd while `seal_current` is moving a chunk from `current` to
+    /// `sealed` (the chunk is then reachable from neither), even otherwise. Owner writes.
+    seals: AtomicU64,
     /// Callbacks queued so far (owner writes, anyone reads; for statistics).
     pub(crate) queued: AtomicU64,
     /// The owner thread has exited (its TLS was destroyed).
@@ -136,6 +143,7 @@ impl Producer {
         Producer {
             current: AtomicPtr::new(ptr::null_mut()),
             sealed: AtomicPtr::new(ptr::null_mut()),
+            seals: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             exited: AtomicBool::new(false),
         }
@@ -173,12 +181,18 @@ impl Producer {
     /// sealed stack. Owner thread only (or the TLS destructor on its behalf).
     pub(crate) fn seal_current(&self, fresh: *mut Chunk) {
         let old = self.current.load(Ordering::Relaxed);
+        if old.is_null() {
+            // Nothing to seal (the exit path, when the thread's chunk is already sealed).
+            self.current.store(fresh, Ordering::Release);
+            return;
+        }
+        // Relaxed: single writer. Odd = a seal is in flight; the Release store of `current`
+        // below publishes it to a consumer that Acquire-loads the fresh chunk.
+        let seq = self.seals.load(Ordering::Relaxed);
+        self.seals.store(seq + 1, Ordering::Relaxed);
         // Release: publish the fresh chunk. Ordered before the push below, which is what
         // lets the consumer never see a sealed chunk as `current` (see module docs).
         self.current.store(fresh, Ordering::Release);
-        if old.is_null() {
-            return;
-        }
         let mut head = self.sealed.load(Ordering::Relaxed);
         loop {
             // SAFETY: `old` is no longer reachable through `current` nor yet through
@@ -190,9 +204,24 @@ impl Producer {
                 .sealed
                 .compare_exchange_weak(head, old, Ordering::Release, Ordering::Relaxed)
             {
-                Ok(_) => return,
+                Ok(_) => break,
                 Err(h) => head = h,
             }
+        }
+        // Release: a consumer that Acquire-reads this even value before its `sealed` swap
+        // sees the push above.
+        self.seals.store(seq + 2, Ordering::Release);
+    }
+
+    /// In a fork child: the owner of this producer may have been in the middle of a seal
+    /// when another thread forked, and it does not exist in the child, so end the seal
+    /// window for it (or the consumer would wait for it forever). The chunk it was moving,
+    /// if any, is lost to the child, as before this counter existed.
+    #[cfg(not(loom))]
+    pub(crate) fn after_fork_in_child(&self) {
+        let seq = self.seals.load(Ordering::Relaxed);
+        if seq % 2 == 1 {
+            self.seals.store(seq + 1, Ordering::Release);
         }
     }
 
@@ -225,21 +254,38 @@ impl Batch {
     /// # Safety
     /// Only the single consumer may call this (it reads and later writes `taken`).
     pub(crate) unsafe fn collect(&mut self, p: &Producer) {
-        // Acquire: see the chunks' final `published`, their `next` links, and the newer
-        // `current` that the producer stored before pushing.
-        let mut s = p.sealed.swap(ptr::null_mut(), Ordering::Acquire);
-        let start = self.items.len();
-        while let Some(c) = NonNull::new(s) {
-            // SAFETY: sealed chunks are owned by the consumer from here on.
-            let chunk = unsafe { c.as_ref() };
-            let to = chunk.published.load(Ordering::Acquire);
-            self.len += to - chunk.taken.get();
-            self.items.push((c, chunk.taken.get(), to, true));
-            s = chunk.next;
-        }
-        // The stack is LIFO; run in queue order.
-        self.items[start..].reverse();
-        let c = p.current.load(Ordering::Acquire);
+        // A seal stores the fresh `current` before it pushes the old chunk, so for a moment
+        // the old chunk is reachable from neither: a swap that misses the push followed by a
+        // load that sees the fresh chunk would miss it (and `barrier` would return before
+        // its callbacks ran). `seals` is odd during that window; retry until no seal
+        // overlapped this snapshot. A retry waits for a few instructions of the producer.
+        let c = loop {
+            // Acquire: pairs with the Release store that ends a seal: if `q1` is a seal's
+            // final value, that seal's push is visible to the swap below.
+            let q1 = p.seals.load(Ordering::Acquire);
+            // Acquire: see the chunks' final `published`, their `next` links, and the newer
+            // `current` that the producer stored before pushing.
+            let mut s = p.sealed.swap(ptr::null_mut(), Ordering::Acquire);
+            let start = self.items.len();
+            while let Some(c) = NonNull::new(s) {
+                // SAFETY: sealed chunks are owned by the consumer from here on.
+                let chunk = unsafe { c.as_ref() };
+                let to = chunk.published.load(Ordering::Acquire);
+                self.len += to - chunk.taken.get();
+                self.items.push((c, chunk.taken.get(), to, true));
+                s = chunk.next;
+            }
+            // The stack is LIFO; run in queue order.
+            self.items[start..].reverse();
+            let c = p.current.load(Ordering::Acquire);
+            // Acquire: if `c` is a fresh chunk, this reads at least the odd value its seal
+            // stored before publishing it.
+            let q2 = p.seals.load(Ordering::Acquire);
+            if q1 == q2 && q2 % 2 == 0 {
+                break c;
+            }
+            crate::sync::yield_now();
+        };
         if let Some(c) = NonNull::new(c) {
             // SAFETY: a current chunk is freed only once sealed, by us.
             let chunk = unsafe { c.as_ref() };

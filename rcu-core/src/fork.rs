@@ -130,6 +130,9 @@ impl<F: Flavor> ForkHooks for Core<F> {
             r.waiting.store(false, crate::sync::Ordering::Relaxed);
         }
         lock(&self.registry).retain(|r| r.owner == me);
+        for p in lock(&self.producers).iter() {
+            p.after_fork_in_child();
+        }
         *lock(&self.waker.thread) = None;
         let mut w = lock(&self.worker);
         w.started = false;

@@ -51,13 +51,51 @@ pub(crate) fn wait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, 
     }
 }
 
-/// Park the current thread for at most `d` (under loom: yield, loom has no timed park).
+/// A park/unpark token for loom. loom's own `thread::park`/`unpark` cannot be used: its
+/// `unpark` also wakes a thread blocked on a mutex, condition variable or `join` (and loom
+/// then fails an internal assertion), whereas std's only ends a `park`.
+#[cfg(loom)]
+pub(crate) struct Parker {
+    token: Mutex<bool>,
+    cv: Condvar,
+}
+
+#[cfg(loom)]
+impl Parker {
+    /// Make the token available and wake the owner if it is parked.
+    pub(crate) fn unpark(&self) {
+        *lock(&self.token) = true;
+        self.cv.notify_one();
+    }
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static PARKER: Arc<Parker> = Arc::new(Parker {
+        token: Mutex::new(false),
+        cv: Condvar::new(),
+    });
+}
+
+/// The calling thread's parker (under loom).
+#[cfg(loom)]
+pub(crate) fn current_parker() -> Arc<Parker> {
+    PARKER.with(Arc::clone)
+}
+
+/// Park the current thread for at most `d` (under loom: until unparked, loom has no timed
+/// park; a wake-up that never comes is then reported as a deadlock).
 #[inline]
 pub(crate) fn park_timeout(d: std::time::Duration) {
     #[cfg(loom)]
     {
         let _ = d;
-        loom::thread::yield_now();
+        let p = current_parker();
+        let mut t = lock(&p.token);
+        while !*t {
+            t = wait(&p.cv, t);
+        }
+        *t = false;
     }
     #[cfg(not(loom))]
     std::thread::park_timeout(d);

@@ -1,5 +1,6 @@
 //! call_rcu, defer_drop and barrier: exactly-once execution, ordering against barrier,
 //! nested callbacks, panicking callbacks, and callbacks outliving their producer thread.
+#![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! fork(): a child of a process that uses RCU (with a busy reader thread, a running
 //! call_rcu worker and pending callbacks) can still synchronize and run callbacks.
+#![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

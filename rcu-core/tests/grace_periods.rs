@@ -1,5 +1,6 @@
 //! Grace-period sharing, polled grace periods, misuse detection, registration churn and
 //! stall reports.
+#![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};

@@ -9,6 +9,7 @@
 //! also a use-after-free report. Five extra threads call `synchronize` in a loop.
 //!
 //! `RCU_TORTURE_SECS` (default: a fraction of a second) sets the duration per case.
+#![cfg(not(loom))]
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};

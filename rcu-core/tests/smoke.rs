@@ -1,4 +1,5 @@
 //! Smoke test of the main paths.
+#![cfg(not(loom))]
 use rcu_core::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
