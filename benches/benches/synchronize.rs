@@ -1,8 +1,10 @@
 //! Grace-period latency: `synchronize()` with 0, 1, 10, 100 and 1000 registered idle
 //! readers (parked threads; QSBR readers offline), with one busy reader spinning in
 //! read_lock loops on the other core, and 8 concurrent synchronizers sharing grace periods
-//! (the grace periods per `synchronize` call are printed and saved in
-//! `target/criterion/synchronize_8_concurrent/gp_per_call.json`).
+//! (alone; for memb also next to a busy reader, and next to a reader whose critical
+//! sections last 20 µs so that grace periods are long enough to share; the grace periods
+//! per `synchronize` call are printed and saved in
+//! `target/criterion/synchronize_8_concurrent/<id>/gp_per_call.json`).
 //! Run: `cargo bench -p benches --bench synchronize`.
 // criterion_group!/criterion_main! generate undocumented items.
 #![allow(missing_docs)]
@@ -10,7 +12,7 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use benches::bg::{Background, IdleReaders};
@@ -75,31 +77,71 @@ fn idle_readers<F: IdleFlavor>(c: &mut Criterion) {
 
 fn busy_reader<F: IdleFlavor>(c: &mut Criterion) {
     let domain: Domain<F> = Domain::new();
-    let cell = Arc::new(RcuBox::new_in(Payload::new(1), &domain));
-    let bg = {
-        let (domain, cell) = (domain.clone(), cell.clone());
-        Background::spawn("busy-reader", move |ctl| {
-            let mut reader = domain.register();
-            let mut n = 0;
-            ctl.ready();
-            while !ctl.stopped() {
-                for _ in 0..64 {
-                    F::busy(&mut reader, &cell, &mut n);
-                }
-            }
-        })
-    };
+    let bg = spin_reader(&domain);
     let mut g = c.benchmark_group("synchronize_busy_reader");
     g.bench_function(F::NAME, |b| b.iter(|| domain.synchronize()));
     g.finish();
     drop(bg);
 }
 
-/// Grace periods per synchronize call, per flavor, accumulated over all samples.
-static GP_PER_CALL: Mutex<Vec<(String, u64, u64)>> = Mutex::new(Vec::new());
+/// Spawn a busy reader of `domain` on a background thread.
+fn spin_reader<F: IdleFlavor>(domain: &Domain<F>) -> Background {
+    let domain = domain.clone();
+    let cell = RcuBox::new_in(Payload::new(1), &domain);
+    Background::spawn("busy-reader", move |ctl| {
+        let mut reader = domain.register();
+        let mut n = 0;
+        ctl.ready();
+        while !ctl.stopped() {
+            for _ in 0..64 {
+                F::busy(&mut reader, &cell, &mut n);
+            }
+        }
+    })
+}
 
-fn concurrent<F: IdleFlavor>(c: &mut Criterion) {
+/// Spawn a reader of a memb `domain` whose critical sections each last `hold` (spinning
+/// inside), back to back: every grace period waits for about half of `hold`.
+fn slow_reader(domain: &Domain<Memb>, hold: Duration) -> Background {
+    let domain = domain.clone();
+    let cell = RcuBox::new_in(Payload::new(1), &domain);
+    Background::spawn("slow-reader", move |ctl| {
+        let reader = domain.register();
+        ctl.ready();
+        while !ctl.stopped() {
+            let g = reader.read_lock();
+            let t0 = Instant::now();
+            while t0.elapsed() < hold {
+                black_box(cell.load(&g).value);
+            }
+        }
+    })
+}
+
+/// The reader running next to the concurrent synchronizers.
+#[derive(Clone, Copy)]
+enum Next {
+    Nothing,
+    /// A reader in tight read_lock loops (grace periods stay short).
+    BusyReader,
+    /// A reader whose critical sections last 20 µs (grace periods long enough to share).
+    SlowReader,
+}
+
+fn concurrent<F: IdleFlavor>(
+    c: &mut Criterion,
+    next: Next,
+    slow: fn(&Domain<F>) -> Option<Background>,
+) {
     let domain: Domain<F> = Domain::new();
+    let (id, bg) = match next {
+        Next::Nothing => (F::NAME.to_owned(), None),
+        Next::BusyReader => (
+            format!("{}_busy_reader", F::NAME),
+            Some(spin_reader(&domain)),
+        ),
+        Next::SlowReader => (format!("{}_20us_critical_sections", F::NAME), slow(&domain)),
+    };
     let iters = Arc::new(AtomicU64::new(0));
     let start = Arc::new(Barrier::new(SYNCHRONIZERS));
     let end = Arc::new(Barrier::new(SYNCHRONIZERS));
@@ -127,7 +169,7 @@ fn concurrent<F: IdleFlavor>(c: &mut Criterion) {
     let (mut gps, mut calls) = (0u64, 0u64);
     let mut g = c.benchmark_group("synchronize_8_concurrent");
     g.throughput(Throughput::Elements(SYNCHRONIZERS as u64));
-    g.bench_function(F::NAME, |b| {
+    g.bench_function(&id, |b| {
         b.iter_custom(|n| {
             iters.store(n, Ordering::Release);
             let gp0 = domain.stats().grace_periods;
@@ -149,15 +191,24 @@ fn concurrent<F: IdleFlavor>(c: &mut Criterion) {
     for h in helpers {
         let _ = h.join();
     }
+    drop(bg);
+    if calls == 0 {
+        return; // filtered out
+    }
+    let per_call = gps as f64 / calls as f64;
     println!(
-        "synchronize_8_concurrent/{}: {gps} grace periods for {calls} synchronize calls = {:.3} grace periods per call",
-        F::NAME,
-        gps as f64 / calls.max(1) as f64
+        "synchronize_8_concurrent/{id}: {gps} grace periods for {calls} synchronize calls = {per_call:.3} grace periods per call"
     );
-    GP_PER_CALL
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((F::NAME.to_owned(), gps, calls));
+    // Next to criterion's own files, for `bench-report`.
+    let dir = criterion_dir().join("synchronize_8_concurrent").join(&id);
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(
+            dir.join("gp_per_call.json"),
+            format!(
+                "{{\"id\":\"{id}\",\"synchronizers\":{SYNCHRONIZERS},\"grace_periods\":{gps},\"calls\":{calls},\"gp_per_call\":{per_call:.4}}}\n"
+            ),
+        );
+    }
 }
 
 fn criterion_dir() -> PathBuf {
@@ -167,29 +218,6 @@ fn criterion_dir() -> PathBuf {
     target.join("criterion")
 }
 
-fn save_gp_per_call(_c: &mut Criterion) {
-    let rows = GP_PER_CALL.lock().unwrap_or_else(|e| e.into_inner());
-    if rows.is_empty() {
-        return;
-    }
-    let body: Vec<String> = rows
-        .iter()
-        .map(|(f, gps, calls)| {
-            format!(
-                "{{\"flavor\":\"{f}\",\"synchronizers\":{SYNCHRONIZERS},\"grace_periods\":{gps},\"calls\":{calls},\"gp_per_call\":{:.4}}}",
-                *gps as f64 / (*calls).max(1) as f64
-            )
-        })
-        .collect();
-    let dir = criterion_dir().join("synchronize_8_concurrent");
-    if std::fs::create_dir_all(&dir).is_ok() {
-        let _ = std::fs::write(
-            dir.join("gp_per_call.json"),
-            format!("[\n{}\n]\n", body.join(",\n")),
-        );
-    }
-}
-
 fn all(c: &mut Criterion) {
     idle_readers::<Memb>(c);
     idle_readers::<Mb>(c);
@@ -197,10 +225,13 @@ fn all(c: &mut Criterion) {
     busy_reader::<Memb>(c);
     busy_reader::<Mb>(c);
     busy_reader::<Qsbr>(c);
-    concurrent::<Memb>(c);
-    concurrent::<Mb>(c);
-    concurrent::<Qsbr>(c);
-    save_gp_per_call(c);
+    concurrent::<Memb>(c, Next::Nothing, |_| None);
+    concurrent::<Mb>(c, Next::Nothing, |_| None);
+    concurrent::<Qsbr>(c, Next::Nothing, |_| None);
+    concurrent::<Memb>(c, Next::BusyReader, |_| None);
+    concurrent::<Memb>(c, Next::SlowReader, |d| {
+        Some(slow_reader(d, Duration::from_micros(20)))
+    });
 }
 
 fn config() -> Criterion {
