@@ -149,9 +149,10 @@ impl Producer {
         }
     }
 
-    /// Append an entry. Only the owning thread calls this.
+    /// Append an entry; returns whether it filled (and sealed) the current chunk. Only the
+    /// owning thread calls this.
     #[inline]
-    pub(crate) fn push(&self, e: Entry) {
+    pub(crate) fn push(&self, e: Entry) -> bool {
         // Relaxed: only this thread stores `current`.
         let mut c = self.current.load(Ordering::Relaxed);
         if c.is_null() {
@@ -174,7 +175,9 @@ impl Producer {
             .store(self.queued.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         if n + 1 == CHUNK {
             self.seal_current(Chunk::alloc());
+            return true;
         }
+        false
     }
 
     /// Replace the current chunk by `fresh` (may be null) and push the old one on the

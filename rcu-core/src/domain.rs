@@ -22,6 +22,14 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// otherwise ([`DomainBuilder::callback_batch_delay`]).
 pub const DEFAULT_BATCH_DELAY: Duration = Duration::from_millis(1);
 
+/// A batch at least this big means callbacks arrive fast: the worker goes straight on to
+/// the next batch instead of waiting `batch_delay`, so the backlog stays bounded.
+const BIG_BATCH: usize = 4096;
+
+/// The default bound on queued-but-not-run callbacks beyond which producers that may block
+/// wait for the worker ([`DomainBuilder::max_backlog`]).
+pub const DEFAULT_MAX_BACKLOG: u64 = 65_536;
+
 /// Spin iterations before a synchronizer starts yielding, then parking. Under loom there is
 /// no spinning or yielding at all: the leader goes straight to the `waiting`/park path, so
 /// that the models reach the wake-up pairing within a small preemption bound.
@@ -99,6 +107,8 @@ pub struct Stats {
     pub readers: usize,
     /// Stall reports issued.
     pub stalls: u64,
+    /// Times a producer waited because the backlog exceeded `max_backlog`.
+    pub throttled: u64,
 }
 
 /// A polled grace-period cookie ([`Domain::start_poll`], [`Domain::poll`]).
@@ -109,6 +119,7 @@ pub struct GpCookie(u64);
 pub struct DomainBuilder<F: Flavor> {
     force_fallback: bool,
     batch_delay: Duration,
+    max_backlog: u64,
     stall_timeout: Duration,
     stall_hook: Option<StallHook>,
     _f: PhantomData<F>,
@@ -129,6 +140,7 @@ impl<F: Flavor> Default for DomainBuilder<F> {
         DomainBuilder {
             force_fallback: false,
             batch_delay: DEFAULT_BATCH_DELAY,
+            max_backlog: DEFAULT_MAX_BACKLOG,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             stall_hook: None,
             _f: PhantomData,
@@ -149,6 +161,16 @@ impl<F: Flavor> DomainBuilder<F> {
     /// back, with one grace period each.
     pub fn callback_batch_delay(mut self, d: Duration) -> Self {
         self.batch_delay = d;
+        self
+    }
+
+    /// Bound the callbacks queued but not yet run (default [`DEFAULT_MAX_BACKLOG`]; 0:
+    /// unbounded). Past it, `call`/`defer_drop` from a thread that may block waits until the
+    /// worker has brought the backlog down to half (checked once per 256 calls); a thread
+    /// inside a critical section of the domain, an online QSBR reader or a callback is never
+    /// made to wait (that would deadlock), so the bound is soft.
+    pub fn max_backlog(mut self, n: u64) -> Self {
+        self.max_backlog = n;
         self
     }
 
@@ -197,6 +219,8 @@ impl<F: Flavor> DomainBuilder<F> {
             stall_timeout: self.stall_timeout,
             stall_hook: self.stall_hook,
             batch_delay: self.batch_delay,
+            max_backlog: self.max_backlog,
+            throttled: AtomicU64::new(0),
             _f: PhantomData,
         };
         let core = Arc::new(core);
@@ -284,6 +308,8 @@ pub(crate) struct Core<F: Flavor> {
     handles: AtomicUsize,
     stall_timeout: Duration,
     stall_hook: Option<StallHook>,
+    max_backlog: u64,
+    throttled: AtomicU64,
     #[cfg_attr(loom, allow(dead_code))]
     batch_delay: Duration,
     _f: PhantomData<F>,
@@ -356,35 +382,81 @@ impl<F: Flavor> Core<F> {
 
     /// Panic if waiting for a grace period (or a barrier) here would deadlock.
     fn check_may_block(&self, what: &str) {
+        if let Some(hazard) = self.blocking_hazard() {
+            panic!("rcu: {what}() called {hazard}");
+        }
+    }
+
+    /// Why waiting for a grace period here would deadlock, if it would.
+    fn blocking_hazard(&self) -> Option<&'static str> {
         if IN_CALLBACK.try_with(Cell::get).unwrap_or(0) == self.id {
-            panic!(
-                "rcu: {what}() called from a call_rcu callback of the same domain: \
-                 the callback worker would wait for itself (deadlock)"
+            return Some(
+                "from a call_rcu callback of the same domain: the callback worker would \
+                 wait for itself (deadlock)",
             );
         }
-        let _ = OWNED.try_with(|o| {
-            for &(id, rec) in o.borrow().iter() {
-                if id != self.id {
-                    continue;
+        OWNED
+            .try_with(|o| {
+                for &(id, rec) in o.borrow().iter() {
+                    if id != self.id {
+                        continue;
+                    }
+                    // SAFETY: records in OWNED are removed before their `Reader` frees them,
+                    // and the list is thread-local, so `rec` is live.
+                    let rec = unsafe { &*rec };
+                    if F::in_critical_section(rec) {
+                        return Some(
+                            "inside a read-side critical section of the same domain: the \
+                             grace period would wait for this thread (deadlock)",
+                        );
+                    }
+                    if F::STARTS_ONLINE && rec.ctr.load(Ordering::Relaxed) != 0 {
+                        return Some(
+                            "by an online QSBR reader of the same domain: the grace period \
+                             would wait for this thread (deadlock); use Reader::synchronize, \
+                             or go offline first",
+                        );
+                    }
                 }
-                // SAFETY: records in OWNED are removed before their `Reader` frees them, and
-                // the list is thread-local, so `rec` is live.
-                let rec = unsafe { &*rec };
-                if F::in_critical_section(rec) {
-                    panic!(
-                        "rcu: {what}() called inside a read-side critical section of the \
-                         same domain: the grace period would wait for this thread (deadlock)"
-                    );
-                }
-                if F::STARTS_ONLINE && rec.ctr.load(Ordering::Relaxed) != 0 {
-                    panic!(
-                        "rcu: {what}() called by an online QSBR reader of the same domain: the \
-                         grace period would wait for this thread (deadlock); use \
-                         Reader::synchronize, or go offline first"
-                    );
-                }
+                None
+            })
+            .unwrap_or(None)
+    }
+
+    /// Callbacks queued and not yet run (sums the producers: not for hot paths).
+    fn backlog(&self) -> u64 {
+        let mut queued = self.retired_queued.load(Ordering::Relaxed);
+        for p in lock(&self.producers).iter() {
+            queued += p.queued.load(Ordering::Relaxed);
+        }
+        queued.saturating_sub(self.run_count.load(Ordering::Relaxed))
+    }
+
+    /// Back-pressure (checked once per chunk of callbacks): past `max_backlog`, a producer
+    /// that may block waits for the worker to bring the backlog down to half of it. A
+    /// producer that may not block (inside a critical section, an online QSBR reader,
+    /// a callback) goes on: waiting would deadlock.
+    #[cold]
+    fn throttle(&self) {
+        if self.max_backlog == 0
+            || self.backlog() <= self.max_backlog
+            || self.blocking_hazard().is_some()
+        {
+            return;
+        }
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+        let mut w = lock(&self.worker);
+        loop {
+            let target = w.snap_started + 1;
+            w.kick = true;
+            self.worker_cv.notify_one();
+            while w.snap_done < target {
+                w = sync::wait(&self.done_cv, w);
             }
-        });
+            if self.backlog() <= self.max_backlog / 2 {
+                return;
+            }
+        }
     }
 
     // ----- grace periods -----
@@ -528,6 +600,7 @@ impl<F: Flavor> Core<F> {
             Self::start_worker(this);
         }
         let mut e = Some(e);
+        let mut sealed = false;
         let _ = PRODUCERS.try_with(|slots| {
             let mut slots = slots.0.borrow_mut();
             let i = match slots.iter().position(|(id, _)| *id == this.id) {
@@ -540,7 +613,7 @@ impl<F: Flavor> Core<F> {
                 }
             };
             if let Some(e) = e.take() {
-                slots[i].1.push(e);
+                sealed = slots[i].1.push(e);
             }
         });
         if let Some(e) = e {
@@ -559,6 +632,9 @@ impl<F: Flavor> Core<F> {
         // bounded by IDLE_POLL; a fence here would cost every call_rcu.
         if this.worker_sleeping.load(Ordering::Relaxed) {
             this.kick_worker();
+        }
+        if sealed {
+            this.throttle();
         }
     }
 }
@@ -641,6 +717,7 @@ impl<F: Flavor> Core<F> {
             peak_backlog: self.peak_backlog.load(Ordering::Relaxed),
             readers: lock(&self.registry).len(),
             stalls: self.stalls.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
         }
     }
 }
@@ -658,6 +735,7 @@ fn worker_main<F: Flavor>(core: Arc<Core<F>>) {
         let gp_requested = lock(&core.worker).gp_requested;
         let want_gp = gp_requested > core.completed.load(Ordering::Acquire);
         let empty = batch.len == 0;
+        let batch_len = batch.len;
         if !empty || want_gp {
             // One grace period for the whole batch (shared with concurrent synchronizers).
             let target = core.gp_target();
@@ -669,7 +747,7 @@ fn worker_main<F: Flavor>(core: Arc<Core<F>>) {
         let mut w = lock(&core.worker);
         w.snap_done = snap;
         core.done_cv.notify_all();
-        if !empty && !w.kick && !w.shutdown {
+        if !empty && batch_len < BIG_BATCH && !w.kick && !w.shutdown {
             // Let callbacks accumulate: every grace period costs the producers (a
             // membarrier interrupts every CPU running this process), so batch them, unless
             // a barrier (kick) is waiting.

@@ -71,7 +71,7 @@ pub use default::{
 };
 pub use domain::{
     Domain, DomainBuilder, GpCookie, StallHook, StallReport, StalledReader, Stats,
-    DEFAULT_BATCH_DELAY, DEFAULT_STALL_TIMEOUT,
+    DEFAULT_BATCH_DELAY, DEFAULT_MAX_BACKLOG, DEFAULT_STALL_TIMEOUT,
 };
 pub use flavor::{Flavor, Mb, Memb, Qsbr};
 pub use ptr::{

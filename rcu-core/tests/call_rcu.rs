@@ -196,3 +196,53 @@ fn large_closures_are_boxed_and_run() {
     d.barrier();
     assert_eq!(sum.load(Ordering::Relaxed), 7 * 32);
 }
+
+#[test]
+fn backlog_is_bounded_by_back_pressure() {
+    const MAX: u64 = 1024;
+    let d: Domain<Memb> = Domain::builder().max_backlog(MAX).build();
+    // A reader holds up grace periods for a while, so callbacks cannot run meanwhile.
+    let r = d.register();
+    let guard_thread = {
+        let d = d.clone();
+        std::thread::spawn(move || {
+            let r = d.register();
+            let _g = r.read_lock();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        })
+    };
+    drop(r);
+    let count = Arc::new(AtomicUsize::new(0));
+    for _ in 0..20_000 {
+        let c = count.clone();
+        d.call(move || {
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    guard_thread.join().unwrap();
+    d.barrier();
+    let s = d.stats();
+    assert_eq!(count.load(Ordering::Relaxed), 20_000);
+    assert!(s.throttled >= 1, "the producer was never throttled: {s:?}");
+    // One chunk (256) may be queued past the bound before the check.
+    assert!(s.peak_backlog <= MAX + 256, "backlog not bounded: {s:?}");
+}
+
+#[test]
+fn producer_inside_a_critical_section_is_never_throttled() {
+    let d: Domain<Memb> = Domain::builder().max_backlog(64).build();
+    let r = d.register();
+    let g = r.read_lock();
+    let count = Arc::new(AtomicUsize::new(0));
+    for _ in 0..5_000 {
+        let c = count.clone();
+        d.call(move || {
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    // Waiting here would have deadlocked: our own critical section blocks the worker.
+    assert_eq!(d.stats().throttled, 0);
+    drop(g);
+    d.barrier();
+    assert_eq!(count.load(Ordering::Relaxed), 5_000);
+}
