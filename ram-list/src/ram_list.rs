@@ -806,6 +806,20 @@ mod tests {
         let x = l.alloc_named("x", 256 * KIB).unwrap();
         let (found_tx, found_rx) = std::sync::mpsc::channel::<()>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        // A reader that holds up grace periods until the stale hint has been observed, so
+        // the reclaim callbacks cannot run (and clear it) before the check below.
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let blocker = {
+            let d = d.clone();
+            std::thread::spawn(move || {
+                let r = d.register();
+                let _g = r.read_lock();
+                held_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+        };
+        held_rx.recv().unwrap();
         let x_ptr = std::thread::scope(|s| {
             let h = s.spawn(|| {
                 let r = d.register();
@@ -833,6 +847,8 @@ mod tests {
         // The stale store happened after the writer's clear: the hint names a block
         // that is on its way to being freed, and no critical section protects it now.
         assert_eq!(l.mru.load(Ordering::Relaxed) as usize, x_ptr);
+        release_tx.send(()).unwrap();
+        blocker.join().unwrap();
         let r = d.register();
         {
             // Not used as a hit meanwhile (retired), and the address is gone.
