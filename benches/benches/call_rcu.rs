@@ -1,7 +1,9 @@
 //! call_rcu throughput: 1,000,000 callbacks queued and then `barrier()` (so every one of
 //! them has run when the clock stops), from 1 and from 2 producer threads; once with a
 //! small closure and once with deferred drops of `Box`es (`defer_drop`, which includes the
-//! allocation in the producer and the free on the worker).
+//! allocation in the producer and the free on the worker). The `closure_unbounded_backlog`
+//! rows turn off the backlog bound (`DomainBuilder::max_backlog(0)`), which a burst of a
+//! million callbacks runs into.
 //! Run: `cargo bench -p benches --bench call_rcu`.
 // criterion_group!/criterion_main! generate undocumented items.
 #![allow(missing_docs)]
@@ -89,13 +91,29 @@ fn rounds<F: Flavor>(domain: &Domain<F>, kind: Kind, producers: usize, iters: u6
 fn flavor<F: Flavor>(c: &mut Criterion) {
     let mut g = c.benchmark_group(format!("call_rcu_{}", F::NAME));
     g.throughput(Throughput::Elements(CALLBACKS));
-    for kind in [Kind::Closure, Kind::DeferDropBox] {
+    // (kind, bounded backlog): the default domain bounds the backlog (producers wait past
+    // `DEFAULT_MAX_BACKLOG`); `_unbounded_backlog` rows build the domain with
+    // `max_backlog(0)` to show what the bound costs this burst.
+    for (kind, bounded) in [
+        (Kind::Closure, true),
+        (Kind::Closure, false),
+        (Kind::DeferDropBox, true),
+    ] {
         for producers in [1usize, 2] {
             // A fresh domain per row, so that one row's backlog cannot slow the next.
-            let domain: Domain<F> = Domain::new();
+            let domain: Domain<F> = if bounded {
+                Domain::new()
+            } else {
+                Domain::builder().max_backlog(0).build()
+            };
             domain.barrier(); // start the worker outside the measurement
+            let name = if bounded {
+                kind.name().to_owned()
+            } else {
+                format!("{}_unbounded_backlog", kind.name())
+            };
             g.bench_with_input(
-                BenchmarkId::new(kind.name(), format!("{producers}_producers")),
+                BenchmarkId::new(name, format!("{producers}_producers")),
                 &producers,
                 |b, &p| b.iter_custom(|iters| rounds(&domain, kind, p, iters)),
             );
