@@ -41,7 +41,7 @@ struct Args {
     /// Run every cell this many times and keep the median (by aggregate reads/s).
     #[arg(long, default_value_t = 1)]
     runs: usize,
-    /// Output directory for scaling.md, scaling.json and scaling-<writer>.svg.
+    /// Output directory for `scaling.md`, `scaling.json` and `scaling-<writer>.svg`.
     #[arg(long, default_value = "target/scaling")]
     out: PathBuf,
     /// Print JSON on stdout instead of the markdown table.
