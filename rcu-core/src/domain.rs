@@ -26,6 +26,10 @@ pub const DEFAULT_BATCH_DELAY: Duration = Duration::from_millis(1);
 /// the next batch instead of waiting `batch_delay`, so the backlog stays bounded.
 const BIG_BATCH: usize = 4096;
 
+/// The worker publishes its progress (and wakes throttled producers) every this many
+/// callbacks.
+const PROGRESS_STEP: u64 = 256;
+
 /// The default bound on queued-but-not-run callbacks beyond which producers that may block
 /// wait for the worker ([`DomainBuilder::max_backlog`]).
 pub const DEFAULT_MAX_BACKLOG: u64 = 65_536;
@@ -221,6 +225,7 @@ impl<F: Flavor> DomainBuilder<F> {
             batch_delay: self.batch_delay,
             max_backlog: self.max_backlog,
             throttled: AtomicU64::new(0),
+            throttle_waiters: AtomicUsize::new(0),
             _f: PhantomData,
         };
         let core = Arc::new(core);
@@ -309,6 +314,7 @@ pub(crate) struct Core<F: Flavor> {
     stall_timeout: Duration,
     stall_hook: Option<StallHook>,
     max_backlog: u64,
+    throttle_waiters: AtomicUsize,
     throttled: AtomicU64,
     #[cfg_attr(loom, allow(dead_code))]
     batch_delay: Duration,
@@ -445,18 +451,19 @@ impl<F: Flavor> Core<F> {
             return;
         }
         self.throttled.fetch_add(1, Ordering::Relaxed);
+        // Relaxed: a hint for the worker to notify as it goes; a missed hint only delays
+        // us to the end of the worker's cycle, which always notifies.
+        self.throttle_waiters.fetch_add(1, Ordering::Relaxed);
         let mut w = lock(&self.worker);
-        loop {
-            let target = w.snap_started + 1;
+        // The worker reports progress every PROGRESS_STEP callbacks (under this mutex, so
+        // no wake-up is lost between the check and the wait).
+        while self.backlog() > self.max_backlog / 2 {
             w.kick = true;
             self.worker_cv.notify_one();
-            while w.snap_done < target {
-                w = sync::wait(&self.done_cv, w);
-            }
-            if self.backlog() <= self.max_backlog / 2 {
-                return;
-            }
+            w = sync::wait(&self.done_cv, w);
         }
+        drop(w);
+        self.throttle_waiters.fetch_sub(1, Ordering::Relaxed);
     }
 
     // ----- grace periods -----
@@ -691,14 +698,29 @@ impl<F: Flavor> Core<F> {
     /// exist). Caller holds `consumer`.
     fn run_batch(&self, batch: Batch) {
         let prev = IN_CALLBACK.try_with(|c| c.replace(self.id)).unwrap_or(0);
-        let mut on_each =
-            |e: Entry| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.run())).is_ok();
+        let mut reported = 0u64;
+        let mut done = 0u64;
+        let mut on_each = |e: Entry| {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.run())).is_ok();
+            done += 1;
+            if done - reported == PROGRESS_STEP {
+                // Relaxed: statistics and the throttle's estimate; the wake-up below goes
+                // through the worker mutex.
+                self.run_count.fetch_add(done - reported, Ordering::Relaxed);
+                reported = done;
+                if self.throttle_waiters.load(Ordering::Relaxed) > 0 {
+                    let _w = lock(&self.worker);
+                    self.done_cv.notify_all();
+                }
+            }
+            ok
+        };
         // SAFETY: the caller holds `consumer` (single consumer) and a grace period has
         // elapsed since `batch` was collected (caller's contract).
         let (run, panicked) = unsafe { batch.run(&mut on_each) };
         let _ = IN_CALLBACK.try_with(|c| c.set(prev));
         // Relaxed counters: statistics; `barrier` synchronizes through the worker mutex.
-        self.run_count.fetch_add(run, Ordering::Relaxed);
+        self.run_count.fetch_add(run - reported, Ordering::Relaxed);
         self.panicked.fetch_add(panicked, Ordering::Relaxed);
     }
 
