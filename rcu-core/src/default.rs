@@ -50,11 +50,9 @@ impl<F: Flavor> Slot<F> {
         } else {
             rec
         };
-        // SAFETY: a non-null `REC` points to the record of a `Reader` owned by this thread's
-        // `Owner` (or deliberately leaked); it is cleared before that reader is dropped.
-        // The 'static lifetime is sound because guards are `!Send` and
-        // `rcu_unregister_thread`/the `Owner` destructor never free a record with a live
-        // guard.
+        // SAFETY: non-null `REC` = the record of this thread's `Owner` reader (or a leaked
+        // one), cleared before that reader drops; 'static holds since guards are `!Send`
+        // and unregistration never frees a record that has a live guard.
         unsafe { &*rec }
     }
 

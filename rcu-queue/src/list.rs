@@ -236,11 +236,10 @@ where
         }
         // Acquire (`qatomic_rcu_read`): as in `first`.
         let p = link.next.load(Ordering::Acquire);
-        // SAFETY: `elem` is in this list or was removed from it while some guard of our
-        // domain that outlives 'g was held (a `&T` of a list element is only handed out
-        // under a guard or to the writer, and `Retired` hides its element), so its `next`
-        // is null or an element that was in the list during that critical section: as in
-        // `first`, freed only after a grace period that the guard holds off.
+        // `elem` is in this list or was removed while a guard of our domain outliving 'g
+        // was held (`&T`s come only from guards or the writer; `Retired` hides its element).
+        // SAFETY: so `next` is null or an element that was in the list during that critical
+        // section, freed (as in `first`) only after a grace period the guard holds off.
         unsafe { crate::link::elem(p) }
     }
 
