@@ -84,6 +84,8 @@ fn wrong_domain() -> ! {
 /// ```
 pub struct RcuBox<T: Send + Sync + 'static, F: Flavor = Memb> {
     ptr: AtomicPtr<T>,
+    /// `domain.key()`, cached next to `ptr` for the check in `load`.
+    key: usize,
     domain: Domain<F>,
 }
 
@@ -100,6 +102,7 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
     pub fn new_in(value: T, domain: &Domain<F>) -> Self {
         RcuBox {
             ptr: AtomicPtr::new(Box::into_raw(Box::new(value))),
+            key: domain.key() as usize,
             domain: domain.clone(),
         }
     }
@@ -111,7 +114,7 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
     /// If `guard` belongs to another domain (its critical section would not protect us).
     #[inline(always)]
     pub fn load<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> &'g T {
-        if guard.domain_key() != self.domain.key() {
+        if guard.domain_key() as usize != self.key {
             wrong_domain();
         }
         // SAFETY: the pointer is never null (type invariant) and a replaced value is only
@@ -163,7 +166,7 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
     /// another writer got there first. The old value is retired through `call_rcu`.
     /// `f` may run more than once.
     pub fn update(&self, guard: &ReadGuard<'_, F>, mut f: impl FnMut(&T) -> T) {
-        if guard.domain_key() != self.domain.key() {
+        if guard.domain_key() as usize != self.key {
             wrong_domain();
         }
         loop {
@@ -236,6 +239,8 @@ impl<T: Send + Sync + fmt::Debug + 'static, F: Flavor> fmt::Debug for RcuBox<T, 
 /// ```
 pub struct RcuOption<T: Send + Sync + 'static, F: Flavor = Memb> {
     ptr: AtomicPtr<T>,
+    /// `domain.key()`, cached next to `ptr` for the check in `load`.
+    key: usize,
     domain: Domain<F>,
 }
 
@@ -256,6 +261,7 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuOption<T, F> {
     pub fn new_in(value: Option<T>, domain: &Domain<F>) -> Self {
         RcuOption {
             ptr: AtomicPtr::new(into_raw(value)),
+            key: domain.key() as usize,
             domain: domain.clone(),
         }
     }
@@ -267,7 +273,7 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuOption<T, F> {
     /// If `guard` belongs to another domain.
     #[inline(always)]
     pub fn load<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        if guard.domain_key() != self.domain.key() {
+        if guard.domain_key() as usize != self.key {
             wrong_domain();
         }
         // SAFETY: null or a `Box` freed only after a grace period of our domain, held off

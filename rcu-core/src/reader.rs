@@ -316,6 +316,9 @@ impl fmt::Debug for OfflineGuard<'_> {
 #[must_use = "dropping the guard immediately ends the critical section"]
 pub struct ReadGuard<'r, F: Flavor> {
     rec: &'r Record,
+    /// The domain's key (`rec.gp`), read once at entry so that domain checks in loads
+    /// compare against a register.
+    key: *const AtomicU64,
     _flavor: PhantomData<(F, *mut ())>,
 }
 
@@ -328,9 +331,11 @@ impl<'r, F: Flavor> ReadGuard<'r, F> {
     /// 2. `rec` is registered with a live domain for all of `'r`.
     #[inline(always)]
     pub(crate) unsafe fn enter(rec: &'r Record) -> Self {
+        let key = rec.gp;
         F::lock(rec);
         ReadGuard {
             rec,
+            key,
             _flavor: PhantomData,
         }
     }
@@ -340,13 +345,13 @@ impl<'r, F: Flavor> ReadGuard<'r, F> {
     /// references, since a guard only protects against its own domain's grace periods.
     #[inline(always)]
     pub fn is_of(&self, domain: &Domain<F>) -> bool {
-        self.rec.gp == domain.key()
+        self.key == domain.key()
     }
 
     /// The address of the domain core this guard protects (for domain checks).
     #[inline(always)]
     pub(crate) fn domain_key(&self) -> *const AtomicU64 {
-        self.rec.gp
+        self.key
     }
 }
 
