@@ -431,11 +431,21 @@ impl<F: Flavor> Core<F> {
 
     /// Callbacks queued and not yet run (sums the producers: not for hot paths).
     fn backlog(&self) -> u64 {
-        let mut queued = self.retired_queued.load(Ordering::Relaxed);
-        for p in lock(&self.producers).iter() {
-            queued += p.queued.load(Ordering::Relaxed);
-        }
-        queued.saturating_sub(self.run_count.load(Ordering::Relaxed))
+        self.queued_total()
+            .saturating_sub(self.run_count.load(Ordering::Relaxed))
+    }
+
+    /// Callbacks ever queued: live producers plus those already retired. Both are read
+    /// under the producers lock, under which `collect` moves a producer's count to
+    /// `retired_queued`, so none is counted twice or missed. Relaxed: statistics and the
+    /// throttle's estimate.
+    fn queued_total(&self) -> u64 {
+        let producers = lock(&self.producers);
+        let live: u64 = producers
+            .iter()
+            .map(|p| p.queued.load(Ordering::Relaxed))
+            .sum();
+        live + self.retired_queued.load(Ordering::Relaxed)
     }
 
     /// Back-pressure (checked once per chunk of callbacks): past `max_backlog`, a producer
@@ -725,10 +735,7 @@ impl<F: Flavor> Core<F> {
     }
 
     fn stats(&self) -> Stats {
-        let mut queued = self.retired_queued.load(Ordering::Relaxed);
-        for p in lock(&self.producers).iter() {
-            queued += p.queued.load(Ordering::Relaxed);
-        }
+        let queued = self.queued_total();
         let run = self.run_count.load(Ordering::Relaxed);
         Stats {
             grace_periods: self.completed.load(Ordering::Acquire),
