@@ -1,9 +1,10 @@
 //! Loom models of rcu-core's grace-period and call_rcu algorithms.
 //!
-//! Run (CI budget: a few minutes on 2 cores):
+//! Run (CI budget: a few minutes on 2 cores; preemption bound 2 unless a model says
+//! otherwise, `LOOM_MAX_PREEMPTIONS=N` overrides):
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 \
+//! RUSTFLAGS="--cfg loom" \
 //!     cargo test -p loom-tests --release --test loom_core --target-dir target/loom
 //! ```
 //!
@@ -38,9 +39,15 @@ use rcu_core::{rcu_dereference, rcu_xchg_pointer, Domain, Flavor, Mb, Memb, Qsbr
 /// Run `f` under loom, bounding preemptions to 2 unless `LOOM_MAX_PREEMPTIONS` says
 /// otherwise.
 fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    model_bounded(2, f)
+}
+
+/// Run `f` under loom with at most `default_bound` preemptions unless
+/// `LOOM_MAX_PREEMPTIONS` says otherwise (for models too large for bound 2 in CI).
+fn model_bounded<F: Fn() + Sync + Send + 'static>(default_bound: usize, f: F) {
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(2);
+        b.preemption_bound = Some(default_bound);
     }
     let iterations = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = iterations.clone();
@@ -548,6 +555,33 @@ fn call_rcu_barrier_vs_chunk_seal() {
         );
 
         producer.join().unwrap();
+        drop(domain);
+    });
+}
+
+/// Chunk recycling: main queues five callbacks while the worker drains concurrently, then
+/// calls `barrier`. With `CHUNK` = 2 and a pool of one chunk under loom, the worker hands
+/// drained chunks back to main's free stack while main takes from it, so later callbacks
+/// are written into reused chunks in some interleavings.
+///
+/// Invariant: every callback runs exactly once with the captures it was queued with (each
+/// adds a distinct bit; a lost, doubled or stale entry changes the sum).
+///
+/// Five callbacks are the fewest that write entries into a reused chunk; at preemption
+/// bound 2 the model did not finish in 15 minutes, so it runs at bound 1 (about 50 s).
+#[test]
+fn call_rcu_recycled_chunks_run_each_entry_once() {
+    model_bounded(1, || {
+        let domain: Domain<Mb> = Domain::new();
+        let sum = Arc::new(AtomicUsize::new(0));
+        for i in 0..5 {
+            let sum = sum.clone();
+            domain.call(move || {
+                sum.fetch_add(1 << i, Ordering::Relaxed);
+            });
+        }
+        domain.barrier();
+        assert_eq!(sum.load(Ordering::Relaxed), 0b1_1111);
         drop(domain);
     });
 }

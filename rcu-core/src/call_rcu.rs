@@ -19,7 +19,12 @@
 //! overlapped it, so a snapshot never misses an entry published before it began (which
 //! `barrier` relies on). After one grace
 //! period the consumer runs the snapshot and advances each chunk's `taken`; a sealed chunk
-//! whose entries have all run is freed (only the consumer frees).
+//! whose entries have all run is recycled: the consumer resets it and pushes it on its
+//! producer's `free` stack (at most `POOL` chunks per producer; beyond that, or once the
+//! producer has exited, it is freed). The producer takes the whole free stack with one
+//! `swap` when it needs a chunk, so a steady stream of callbacks reuses a few chunks that
+//! are still in cache instead of faulting in fresh memory from `malloc` (and the worker's
+//! frees do not contend with the producer's allocations on the allocator's locks).
 //!
 //! Callbacks of up to three words are stored inline (no allocation); larger closures are
 //! boxed. `defer_drop(Box<T>)` is one pointer: inline.
@@ -28,12 +33,21 @@ use core::cell::{Cell, UnsafeCell};
 use core::mem::{self, MaybeUninit};
 use core::ptr::{self, NonNull};
 
+use crate::sync::Arc;
+
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
 pub(crate) const CHUNK: usize = 2;
 #[cfg(not(loom))]
 pub(crate) const CHUNK: usize = 256;
+
+/// Drained chunks a producer keeps for reuse (its free stack plus its private spares):
+/// 16 chunks are 4,096 callbacks, 128 KiB, one worker batch at full speed.
+#[cfg(loom)]
+const POOL: usize = 1;
+#[cfg(not(loom))]
+const POOL: usize = 16;
 
 type Payload = MaybeUninit<[usize; 3]>;
 
@@ -122,6 +136,12 @@ pub(crate) struct Producer {
     current: AtomicPtr<Chunk>,
     /// Stack of sealed chunks (owner pushes, consumer takes all).
     sealed: AtomicPtr<Chunk>,
+    /// Stack of drained, reset chunks (consumer pushes, owner takes all).
+    free: AtomicPtr<Chunk>,
+    /// Chunks on `free` plus in `spare`; the consumer recycles only below `POOL`.
+    pooled: AtomicUsize,
+    /// The owner's private list of chunks taken from `free` (owner only).
+    spare: Cell<*mut Chunk>,
     /// Seal sequence: odd while `seal_current` is moving a chunk from `current` to
     /// `sealed` (the chunk is then reachable from neither), even otherwise. Owner writes.
     seals: AtomicU64,
@@ -131,9 +151,11 @@ pub(crate) struct Producer {
     pub(crate) exited: AtomicBool,
 }
 
-// SAFETY: all fields are atomics; the chunks they point to are accessed by the owner thread
-// (entries beyond `published`) and the single consumer (entries below `published`, `taken`)
-// under the protocol described in the module docs.
+// SAFETY: all fields but `spare` are atomics, and `spare` is touched only by the owner thread
+// (or by `Drop`, which has exclusive access); the chunks they point to are accessed by the
+// owner thread (entries beyond `published`, chunks on `spare`) and the single consumer
+// (entries below `published`, `taken`, chunks it is recycling) under the protocol described
+// in the module docs.
 unsafe impl Send for Producer {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Producer {}
@@ -143,6 +165,9 @@ impl Producer {
         Producer {
             current: AtomicPtr::new(ptr::null_mut()),
             sealed: AtomicPtr::new(ptr::null_mut()),
+            free: AtomicPtr::new(ptr::null_mut()),
+            pooled: AtomicUsize::new(0),
+            spare: Cell::new(ptr::null_mut()),
             seals: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             exited: AtomicBool::new(false),
@@ -156,7 +181,7 @@ impl Producer {
         // Relaxed: only this thread stores `current`.
         let mut c = self.current.load(Ordering::Relaxed);
         if c.is_null() {
-            c = Chunk::alloc();
+            c = self.fresh_chunk();
             // Release: the consumer's Acquire load sees an initialised chunk.
             self.current.store(c, Ordering::Release);
         }
@@ -174,10 +199,76 @@ impl Producer {
         self.queued
             .store(self.queued.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         if n + 1 == CHUNK {
-            self.seal_current(Chunk::alloc());
+            self.seal_current(self.fresh_chunk());
             return true;
         }
         false
+    }
+
+    /// An empty chunk for the owner: a recycled one if the consumer has returned any,
+    /// else a new allocation. Owner thread only.
+    fn fresh_chunk(&self) -> *mut Chunk {
+        let mut c = self.spare.get();
+        if c.is_null() {
+            // Relaxed load first, to skip the RMW when the stack is empty. Acquire swap:
+            // pairs with the consumer's Release push, so the reset fields and `next` links
+            // of every chunk taken are visible here.
+            if self.free.load(Ordering::Relaxed).is_null() {
+                return Chunk::alloc();
+            }
+            c = self.free.swap(ptr::null_mut(), Ordering::Acquire);
+            if c.is_null() {
+                return Chunk::alloc();
+            }
+        }
+        // SAFETY: `c` came from the free stack (now ours alone) or from our private spares;
+        // nobody else references it.
+        let next = unsafe { (*c).next };
+        self.spare.set(next);
+        // SAFETY: as above.
+        unsafe { (*c).next = ptr::null_mut() };
+        // Relaxed: only bounds the pool's size, which allows the consumer to over- or
+        // under-count by the chunks in flight; no data is published through it.
+        self.pooled.fetch_sub(1, Ordering::Relaxed);
+        c
+    }
+
+    /// Give a drained chunk back to its producer for reuse, or free it. Consumer only.
+    ///
+    /// # Safety
+    /// `c` is a sealed chunk all of whose published entries have run, referenced by nobody
+    /// else, and the caller is the single consumer.
+    unsafe fn recycle(&self, c: NonNull<Chunk>) {
+        // Acquire: if the owner has exited it will never take from `free` again (Drop
+        // frees what is left there, but an early exit is the common case: free now).
+        // Relaxed on `pooled`: see `fresh_chunk`; only the consumer increments it, so the
+        // pool never exceeds POOL.
+        if self.exited.load(Ordering::Acquire) || self.pooled.load(Ordering::Relaxed) >= POOL {
+            // SAFETY: per the contract, nobody else references the chunk.
+            drop(unsafe { Box::from_raw(c.as_ptr()) });
+            return;
+        }
+        self.pooled.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: per the contract we own the chunk: reset it for the producer. `published`
+        // is made visible to the producer by the Release push below.
+        let chunk = unsafe { &mut *c.as_ptr() };
+        chunk.published.store(0, Ordering::Relaxed);
+        chunk.taken.set(0);
+        let mut head = self.free.load(Ordering::Relaxed);
+        loop {
+            chunk.next = head;
+            // Release: the producer's Acquire swap sees the reset fields and `next`. No ABA:
+            // the consumer is the only pusher and the owner only ever takes the whole stack.
+            match self.free.compare_exchange_weak(
+                head,
+                c.as_ptr(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(h) => head = h,
+            }
+        }
     }
 
     /// Replace the current chunk by `fresh` (may be null) and push the old one on the
@@ -240,10 +331,13 @@ impl Producer {
     }
 }
 
-/// A consumer's view of published entries: `(chunk, from, to, sealed)`.
+/// A consumer's view of published entries: `(chunk, from, to, owner)`, where `owner` is
+/// the index in `owners` of the producer of a sealed chunk (`None` for a current chunk).
 #[derive(Default)]
 pub(crate) struct Batch {
-    items: Vec<(NonNull<Chunk>, usize, usize, bool)>,
+    items: Vec<(NonNull<Chunk>, usize, usize, Option<usize>)>,
+    /// Producers whose sealed chunks this batch drains, kept alive to take them back.
+    owners: Vec<Arc<Producer>>,
     pub(crate) len: usize,
 }
 
@@ -256,7 +350,7 @@ impl Batch {
     ///
     /// # Safety
     /// Only the single consumer may call this (it reads and later writes `taken`).
-    pub(crate) unsafe fn collect(&mut self, p: &Producer) {
+    pub(crate) unsafe fn collect(&mut self, p: &Arc<Producer>) {
         // A seal stores the fresh `current` before it pushes the old chunk, so for a moment
         // the old chunk is reachable from neither: a swap that misses the push followed by a
         // load that sees the fresh chunk would miss it (and `barrier` would return before
@@ -270,12 +364,16 @@ impl Batch {
             // `current` that the producer stored before pushing.
             let mut s = p.sealed.swap(ptr::null_mut(), Ordering::Acquire);
             let start = self.items.len();
+            if !s.is_null() {
+                self.owners.push(p.clone());
+            }
+            let owner = self.owners.len().wrapping_sub(1);
             while let Some(c) = NonNull::new(s) {
                 // SAFETY: sealed chunks are owned by the consumer from here on.
                 let chunk = unsafe { c.as_ref() };
                 let to = chunk.published.load(Ordering::Acquire);
                 self.len += to - chunk.taken.get();
-                self.items.push((c, chunk.taken.get(), to, true));
+                self.items.push((c, chunk.taken.get(), to, Some(owner)));
                 s = chunk.next;
             }
             // The stack is LIFO; run in queue order.
@@ -296,7 +394,7 @@ impl Batch {
             let from = chunk.taken.get();
             if to > from {
                 self.len += to - from;
-                self.items.push((c, from, to, false));
+                self.items.push((c, from, to, None));
             }
         }
     }
@@ -308,8 +406,8 @@ impl Batch {
     /// elapsed since the collection (or no reader can exist).
     pub(crate) unsafe fn run(self, on_each: &mut dyn FnMut(Entry) -> bool) -> (u64, u64) {
         let (mut run, mut panicked) = (0, 0);
-        for (c, from, to, sealed) in self.items {
-            // SAFETY: the chunk is alive (only we free it, below).
+        for (c, from, to, owner) in self.items {
+            // SAFETY: the chunk is alive (only we free or recycle it, below).
             let chunk = unsafe { c.as_ref() };
             for i in from..to {
                 // SAFETY: `i < published` as read with Acquire at collection time: the
@@ -322,10 +420,12 @@ impl Batch {
                     panicked += 1;
                 }
             }
-            if sealed {
-                // SAFETY: the chunk is sealed (the producer never touches it again) and all
-                // of its `published` entries have now run; nobody else references it.
-                drop(unsafe { Box::from_raw(c.as_ptr()) });
+            if let Some(o) = owner {
+                // SAFETY: the chunk is sealed (its producer wrote its last entry before
+                // pushing it and never touches it again until it takes it back from its
+                // free stack) and all of its `published` entries have now run; nobody else
+                // references it; we are the single consumer.
+                unsafe { self.owners[o].recycle(c) };
             }
         }
         (run, panicked)
@@ -348,6 +448,15 @@ impl Drop for Producer {
             // SAFETY: sealed chunks are live until freed here; `next` was written before
             // the chunk was pushed.
             s = unsafe { (*s).next };
+        }
+        // Recycled chunks are empty (`published` was reset to 0): they only need freeing.
+        for mut s in [self.free.load(Ordering::Acquire), self.spare.get()] {
+            while !s.is_null() {
+                chunks.push(s);
+                // SAFETY: pooled chunks are live until freed here; `next` was written by
+                // the consumer before its Release push (or by the owner, for spares).
+                s = unsafe { (*s).next };
+            }
         }
         for c in chunks {
             // SAFETY: we hold the only reference to each chunk (see above).
@@ -393,7 +502,7 @@ mod tests {
 
     #[test]
     fn collect_takes_each_published_entry_once_across_seals() {
-        let p = Producer::new();
+        let p = Arc::new(Producer::new());
         let n = Arc::new(AtomicUsize::new(0));
         let push = |k: usize| {
             for _ in 0..k {
@@ -434,6 +543,46 @@ mod tests {
         assert_eq!(total, CHUNK / 2 + CHUNK + 3);
         assert_eq!(n.load(Ordering::Relaxed), total);
         assert_eq!(p.queued.load(Ordering::Relaxed) as usize, total);
+        assert!(!p.has_pending());
+    }
+
+    #[test]
+    fn drained_chunks_are_reused_up_to_the_pool_bound() {
+        let p = Arc::new(Producer::new());
+        let drain = || {
+            let mut b = Batch::default();
+            // SAFETY: single-threaded test: the only consumer, no readers.
+            unsafe { b.collect(&p) };
+            // SAFETY: as above.
+            unsafe {
+                b.run(&mut |e| {
+                    e.run();
+                    true
+                })
+            }
+        };
+        let push = |k: usize| {
+            for i in 0..k {
+                p.push(Entry::new(move || {
+                    std::hint::black_box(i);
+                }));
+            }
+        };
+        // Three chunks sealed and drained: all three go back to the producer.
+        push(3 * CHUNK);
+        assert_eq!(drain().0 as usize, 3 * CHUNK);
+        assert_eq!(p.pooled.load(Ordering::Relaxed), 3);
+        // The next seal takes its fresh chunk from the pool instead of allocating.
+        let before = p.current.load(Ordering::Relaxed);
+        push(CHUNK);
+        assert_ne!(p.current.load(Ordering::Relaxed), before);
+        assert_eq!(p.pooled.load(Ordering::Relaxed), 2);
+        drain();
+        assert_eq!(p.pooled.load(Ordering::Relaxed), 3);
+        // A long burst: the pool keeps at most POOL chunks, the rest are freed.
+        push((POOL + 5) * CHUNK);
+        assert_eq!(drain().0 as usize, (POOL + 5) * CHUNK);
+        assert_eq!(p.pooled.load(Ordering::Relaxed), POOL);
         assert!(!p.has_pending());
     }
 
