@@ -273,6 +273,7 @@
 
 mod link;
 mod list;
+mod list_core;
 mod retired;
 mod simpleq;
 mod slist;

@@ -27,22 +27,19 @@
 //! the same operations without any check.
 
 use core::fmt;
-use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use rcu_core::{Domain, Flavor, Memb, ReadGuard};
 
-use crate::link::{
-    adopt, already_linked, belongs_to, elem, is_in, link_of, not_in_list, reset_link, wrong_domain,
-    Iter, Linked, LINKED,
-};
+use crate::link::{adopt, already_linked, Iter, Linked, LINKED};
+use crate::list_core::{CursorCore, LinkKind, ListCore, WriterCore};
 use crate::retired::Retired;
-use crate::sync::{self, AtomicPtr, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicPtr, Ordering};
 use crate::QListLink;
 
 /// The list head (`QLIST_HEAD`), heap-allocated so that `le_prev` of the first element
 /// can point at `first` while the `QList` itself moves.
-struct QListHead {
+pub(crate) struct QListHead {
     first: AtomicPtr<QListLink>,
 }
 
@@ -93,30 +90,7 @@ where
     T: Linked<QListLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    head: NonNull<QListHead>,
-    domain: Domain<F>,
-    lock: Mutex<()>,
-    _owns: PhantomData<Box<T>>,
-}
-
-// SAFETY: the list owns its head (like a `Box`) and its elements (`Box<T>`, `T: Send`), so
-// moving it to another thread moves only owned data; all of it is reached through atomics.
-unsafe impl<T, F> Send for QList<T, F>
-where
-    T: Linked<QListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-}
-
-// SAFETY: through `&QList` readers on any thread get `&T` (needs `T: Sync`) and writers on
-// any thread unlink elements and hand them to other threads as `Retired`/`Box<T>` (needs
-// `T: Send`); every shared field is an atomic or the mutex, and writers are serialized by
-// the writer proof.
-unsafe impl<T, F> Sync for QList<T, F>
-where
-    T: Linked<QListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
+    core: ListCore<T, QListLink, F>,
 }
 
 #[cfg(not(loom))]
@@ -150,42 +124,15 @@ where
     /// An empty list whose readers use `domain`'s guards and whose removed elements wait
     /// for `domain`'s grace periods.
     pub fn new_in(domain: &Domain<F>) -> Self {
-        let head = Box::new(QListHead {
-            first: AtomicPtr::new(ptr::null_mut()),
-        });
         QList {
-            // SAFETY: `Box::into_raw` never returns null.
-            head: unsafe { NonNull::new_unchecked(Box::into_raw(head)) },
-            domain: domain.clone(),
-            lock: Mutex::new(()),
-            _owns: PhantomData,
+            core: ListCore::new_in(domain),
         }
     }
 
     /// The domain whose guards protect readers and whose grace periods free removed
     /// elements.
     pub fn domain(&self) -> &Domain<F> {
-        &self.domain
-    }
-
-    #[inline(always)]
-    fn head(&self) -> &QListHead {
-        // SAFETY: `head` is the live box allocated in `new_in`, freed only in `drop`.
-        unsafe { self.head.as_ref() }
-    }
-
-    /// The list's identity in link owner words (the head's address; even, as the head is
-    /// pointer-aligned).
-    #[inline(always)]
-    fn id(&self) -> usize {
-        self.head.as_ptr() as usize
-    }
-
-    #[inline(always)]
-    fn check_guard(&self, guard: &ReadGuard<'_, F>) {
-        if !guard.is_of(&self.domain) {
-            wrong_domain();
-        }
+        self.core.domain()
     }
 
     // ----- reader side -----
@@ -197,9 +144,7 @@ where
     /// If `guard` belongs to another domain than the list's.
     #[inline]
     pub fn is_empty(&self, guard: &ReadGuard<'_, F>) -> bool {
-        self.check_guard(guard);
-        // Relaxed (QEMU uses `qatomic_read` too): nothing is dereferenced.
-        self.head().first.load(Ordering::Relaxed).is_null()
+        self.core.is_empty(guard)
     }
 
     /// The first element (`QLIST_FIRST_RCU`), borrowed from the guard.
@@ -209,15 +154,7 @@ where
     /// If `guard` belongs to another domain than the list's.
     #[inline]
     pub fn first<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.check_guard(guard);
-        // Acquire (`qatomic_rcu_read`): pairs with the Release store that published the
-        // element, so its contents are visible.
-        let p = self.head().first.load(Ordering::Acquire);
-        // SAFETY: the element is owned by the list (borrowed for 'g, so not dropped) or was
-        // removed during the critical section and is then freed only after a grace period
-        // of our domain, which `guard` (checked above) holds off for 'g. Nobody holds a
-        // `&mut T` to a published element.
-        unsafe { elem(p) }
+        self.core.first(guard)
     }
 
     /// The element after `elem` (`QLIST_NEXT_RCU`). `elem` may have been removed during
@@ -229,18 +166,7 @@ where
     /// element of this list.
     #[inline]
     pub fn next<'g>(&'g self, elem: &'g T, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.check_guard(guard);
-        let link = link_of(elem);
-        if !belongs_to(link, self.id()) {
-            not_in_list();
-        }
-        // Acquire (`qatomic_rcu_read`): as in `first`.
-        let p = link.next.load(Ordering::Acquire);
-        // `elem` is in this list or was removed while a guard of our domain outliving 'g
-        // was held (`&T`s come only from guards or the writer; `Retired` hides its element).
-        // SAFETY: so `next` is null or an element that was in the list during that critical
-        // section, freed (as in `first`) only after a grace period the guard holds off.
-        unsafe { crate::link::elem(p) }
+        self.core.next(elem, guard)
     }
 
     /// Iterate over the elements (`QLIST_FOREACH_RCU`; it reads each `next` pointer before
@@ -251,12 +177,7 @@ where
     /// If `guard` belongs to another domain than the list's.
     #[inline]
     pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Iter<'g, T, QListLink> {
-        self.check_guard(guard);
-        // Acquire (`qatomic_rcu_read`): as in `first`.
-        let first = self.head().first.load(Ordering::Acquire);
-        // SAFETY: every element reachable from `first` was in the list during this
-        // critical section, so (as in `first`) it stays valid while `guard` is held.
-        unsafe { Iter::new(first) }
+        self.core.iter(guard)
     }
 
     // ----- writer side -----
@@ -266,18 +187,15 @@ where
     pub fn lock(&self) -> QListWriter<'_, T, F> {
         QListWriter {
             list: self,
-            _guard: Some(sync::lock(&self.lock)),
-            _not_send: PhantomData,
+            w: self.core.lock(),
         }
     }
 
     /// A writer from exclusive access (no locking needed).
     pub fn get_mut(&mut self) -> QListWriter<'_, T, F> {
-        QListWriter {
-            list: self,
-            _guard: None,
-            _not_send: PhantomData,
-        }
+        // SAFETY: `&mut self` is exclusive access: no other writer runs while the writer
+        // lives, and every earlier access happens-before it.
+        unsafe { self.lock_unchecked() }
     }
 
     /// A writer without taking the lock, for ports whose writers are already serialized
@@ -292,34 +210,9 @@ where
     pub unsafe fn lock_unchecked(&self) -> QListWriter<'_, T, F> {
         QListWriter {
             list: self,
-            _guard: None,
-            _not_send: PhantomData,
+            // SAFETY: the caller's contract is that of `ListCore::lock_unchecked`.
+            w: unsafe { self.core.lock_unchecked() },
         }
-    }
-}
-
-impl<T, F> Drop for QList<T, F>
-where
-    T: Linked<QListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn drop(&mut self) {
-        // No reader can hold a reference into the list (they all borrow it) and no writer
-        // exists (`&mut self`): every element may be freed right away.
-        // Relaxed: `&mut self` means every other access to the list happens-before this.
-        let mut p = self.head().first.load(Ordering::Relaxed);
-        while let Some(l) = NonNull::new(p) {
-            // SAFETY: `l` is the link of an element owned by the list (invariant).
-            p = unsafe { l.as_ref() }.next.load(Ordering::Relaxed);
-            // SAFETY: `l` is the link of a live element (invariant), contract 2 of `Linked`.
-            let e = unsafe { T::from_link(l) };
-            // SAFETY: nobody else can reach the element (see above).
-            unsafe { reset_link::<T, QListLink>(e) };
-            // SAFETY: the element came from `Box::into_raw` and the list owned it.
-            drop(unsafe { Box::from_raw(e.as_ptr()) });
-        }
-        // SAFETY: the head came from `Box::into_raw` in `new_in` and is freed only here.
-        drop(unsafe { Box::from_raw(self.head.as_ptr()) });
     }
 }
 
@@ -384,8 +277,7 @@ where
     F: Flavor,
 {
     list: &'a QList<T, F>,
-    _guard: Option<MutexGuard<'a, ()>>,
-    _not_send: PhantomData<*mut ()>,
+    w: WriterCore<'a, T, QListLink, F>,
 }
 
 impl<'a, T, F> QListWriter<'a, T, F>
@@ -400,17 +292,12 @@ where
 
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
-        // Relaxed: writers are serialized (writer proof), so we see the latest value.
-        self.list.head().first.load(Ordering::Relaxed).is_null()
+        self.w.is_empty()
     }
 
     /// The first element.
     pub fn first(&self) -> Option<&T> {
-        // Relaxed: as in `is_empty`.
-        let p = self.list.head().first.load(Ordering::Relaxed);
-        // SAFETY: linked elements are owned by the list and only freed after a removal,
-        // which needs `&mut self`, so not while the result (borrowing `self`) lives.
-        unsafe { elem(p) }
+        self.w.first()
     }
 
     /// The element after `e`.
@@ -419,28 +306,17 @@ where
     ///
     /// If `e` is not linked into this list.
     pub fn next(&self, e: &T) -> Option<&T> {
-        let link = link_of(e);
-        if !is_in(link, self.list.id()) {
-            not_in_list();
-        }
-        // Relaxed: as in `is_empty`.
-        let p = link.next.load(Ordering::Relaxed);
-        // SAFETY: `e` is linked, so its successor is too: as in `first`.
-        unsafe { elem(p) }
+        self.w.next(e)
     }
 
     /// Iterate over the elements (writer side: no guard).
     pub fn iter(&self) -> Iter<'_, T, QListLink> {
-        // Relaxed: as in `is_empty` (the iterator itself uses Acquire, which is no weaker).
-        let first = self.list.head().first.load(Ordering::Relaxed);
-        // SAFETY: every reachable element is linked and, as in `first`, stays valid while
-        // `self` is borrowed.
-        unsafe { Iter::new(first) }
+        self.w.iter()
     }
 
     /// The number of elements (a walk).
     pub fn len(&self) -> usize {
-        self.iter().count()
+        self.w.len()
     }
 
     /// Insert `e` at the front (`QLIST_INSERT_HEAD_RCU`); returns it.
@@ -449,11 +325,8 @@ where
     ///
     /// If `e` is already linked.
     pub fn insert_head(&mut self, e: Box<T>) -> &T {
-        let e = adopt::<T, QListLink>(e);
-        // SAFETY: we hold the writer proof (W1); `e` is a fresh unlinked box (W2).
-        unsafe { qlist_insert_head_rcu(self.list, e) };
-        // SAFETY: `e` is now owned by the list and stays linked while `self` is borrowed.
-        unsafe { e.as_ref() }
+        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box).
+        unsafe { self.w.insert(e, |e| qlist_insert_head_rcu(self.list, e)) }
     }
 
     /// Insert `e` after `after` (`QLIST_INSERT_AFTER_RCU`); returns it.
@@ -462,14 +335,12 @@ where
     ///
     /// If `after` is not linked into this list, or `e` is already linked.
     pub fn insert_after(&mut self, after: &T, e: Box<T>) -> &T {
-        if !is_in(link_of(after), self.list.id()) {
-            not_in_list();
+        self.w.check_in(after);
+        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box), W3 (checked above).
+        unsafe {
+            self.w
+                .insert(e, |e| qlist_insert_after_rcu(NonNull::from(after), e))
         }
-        let e = adopt::<T, QListLink>(e);
-        // SAFETY: W1 (writer proof), W2 (fresh box), W3 (checked above).
-        unsafe { qlist_insert_after_rcu(NonNull::from(after), e) };
-        // SAFETY: as in `insert_head`.
-        unsafe { e.as_ref() }
     }
 
     /// Insert `e` before `before` (`QLIST_INSERT_BEFORE_RCU`); returns it.
@@ -478,14 +349,12 @@ where
     ///
     /// If `before` is not linked into this list, or `e` is already linked.
     pub fn insert_before(&mut self, before: &T, e: Box<T>) -> &T {
-        if !is_in(link_of(before), self.list.id()) {
-            not_in_list();
+        self.w.check_in(before);
+        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box), W3 (checked above).
+        unsafe {
+            self.w
+                .insert(e, |e| qlist_insert_before_rcu(NonNull::from(before), e))
         }
-        let e = adopt::<T, QListLink>(e);
-        // SAFETY: W1 (writer proof), W2 (fresh box), W3 (checked above).
-        unsafe { qlist_insert_before_rcu(NonNull::from(before), e) };
-        // SAFETY: as in `insert_head`.
-        unsafe { e.as_ref() }
     }
 
     /// Unlink `e` (`QLIST_REMOVE_RCU`) and hand it back, to be freed after a grace period.
@@ -495,31 +364,15 @@ where
     ///
     /// If `e` is not linked into this list.
     pub fn remove(&mut self, e: &T) -> Retired<T, F> {
-        if !is_in(link_of(e), self.list.id()) {
-            not_in_list();
-        }
-        // SAFETY: W1 (writer proof), W3 (checked above).
-        let p = unsafe { qlist_remove_rcu(NonNull::from(e)) };
-        // SAFETY: `p` is the box the list owned, now unlinked (1); only readers of the
-        // list's domain may still see it (2); `reset_link` matches its link type (3).
-        unsafe { Retired::new(p, self.list.domain.clone(), reset_link::<T, QListLink>) }
+        // SAFETY: W1 (writer proof), W3 (`remove` checks that `e` is linked here first).
+        unsafe { self.w.remove(e, |e| qlist_remove_rcu(e)) }
     }
 
     /// Remove every element for which `keep` returns `false`, retiring each through the
     /// domain's call_rcu worker (the writer's use of `QLIST_FOREACH_SAFE_RCU` +
     /// `QLIST_REMOVE_RCU` + `call_rcu`). Returns how many were removed.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) -> usize {
-        let mut removed = 0;
-        let mut c = self.cursor();
-        while let Some(e) = c.current() {
-            if keep(e) {
-                c.move_next();
-            } else if let Some(r) = c.remove_current() {
-                r.defer();
-                removed += 1;
-            }
-        }
-        removed
+    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) -> usize {
+        self.w.retain(keep)
     }
 
     /// Remove every element, retiring each through call_rcu. Returns how many.
@@ -529,11 +382,7 @@ where
 
     /// A cursor at the first element, for finding a position and changing the list there.
     pub fn cursor(&mut self) -> QListCursor<'_, T, F> {
-        QListCursor {
-            list: self.list,
-            pos: NonNull::from(&self.list.head().first),
-            _writer: PhantomData,
-        }
+        QListCursor { c: self.w.cursor() }
     }
 }
 
@@ -555,10 +404,7 @@ where
     T: Linked<QListLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    list: &'w QList<T, F>,
-    /// The `next` field (or the head's `first`) that points at the current element.
-    pos: NonNull<AtomicPtr<QListLink>>,
-    _writer: PhantomData<&'w mut ()>,
+    c: CursorCore<'w, T, QListLink, F>,
 }
 
 impl<T, F> QListCursor<'_, T, F>
@@ -566,36 +412,14 @@ where
     T: Linked<QListLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    #[inline]
-    fn pos(&self) -> &AtomicPtr<QListLink> {
-        // SAFETY: `pos` is the head's `first` or the `next` field of a linked element of
-        // the list; neither can be freed while the cursor (borrowing the writer) lives,
-        // since only the cursor's own methods change the list, and `remove_current` keeps
-        // `pos` on an element that stays linked.
-        unsafe { self.pos.as_ref() }
-    }
-
     /// The current element, or `None` at the end.
     pub fn current(&self) -> Option<&T> {
-        // Relaxed: the cursor belongs to the writer (serialized, see `QListWriter`).
-        let p = self.pos().load(Ordering::Relaxed);
-        // SAFETY: a linked element, freed only after a removal through this cursor, which
-        // takes `&mut self` and so ends the returned borrow first.
-        unsafe { elem(p) }
+        self.c.current()
     }
 
     /// Move to the next element (or the end). Returns `false` if already at the end.
     pub fn move_next(&mut self) -> bool {
-        // Relaxed: as in `current`.
-        match NonNull::new(self.pos().load(Ordering::Relaxed)) {
-            Some(l) => {
-                // SAFETY: `l` is the link of a linked element (see `pos`); taking the address
-                // of its `next` field reads nothing.
-                self.pos = unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*l.as_ptr()).next)) };
-                true
-            }
-            None => false,
-        }
+        self.c.move_next()
     }
 
     /// Insert `e` in front of the current element, or at the end of the list when the
@@ -606,30 +430,7 @@ where
     ///
     /// If `e` is already linked.
     pub fn insert_before(&mut self, e: Box<T>) {
-        let e = adopt::<T, QListLink>(e);
-        // SAFETY: `e` is a live box.
-        let el = unsafe { T::link(e) };
-        // SAFETY: as above; nobody else can see `e` yet.
-        let new = unsafe { el.as_ref() };
-        let pos = self.pos();
-        // Relaxed: writer-side read (the writer is serialized).
-        let cur = pos.load(Ordering::Relaxed);
-        // Relaxed: `e` is private until the Release store below publishes it.
-        new.next.store(cur, Ordering::Relaxed);
-        new.prev.store(self.pos.as_ptr(), Ordering::Relaxed);
-        new.owner.store(self.list.id() | LINKED, Ordering::Relaxed);
-        // Release (`qatomic_rcu_set`): publishes `e` with the fields set above.
-        pos.store(el.as_ptr(), Ordering::Release);
-        if let Some(c) = NonNull::new(cur) {
-            // SAFETY: `c` is a linked element of the list.
-            let c = unsafe { c.as_ref() };
-            // Relaxed: `prev` is writer-only.
-            c.prev
-                .store(ptr::addr_of!(new.next).cast_mut(), Ordering::Relaxed);
-        }
-        // SAFETY: `el` is the link of the element we just linked; its address is its
-        // `next` field's address plus nothing read.
-        self.pos = unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*el.as_ptr()).next)) };
+        self.c.insert_before(e)
     }
 
     /// Insert `e` after the current element (`QLIST_INSERT_AFTER_RCU`); the cursor stays
@@ -640,13 +441,10 @@ where
     /// At the end of the list (use [`QListCursor::insert_before`] there), or if `e` is
     /// already linked.
     pub fn insert_after(&mut self, e: Box<T>) {
-        // Relaxed: as in `current`.
-        let Some(cur) = NonNull::new(self.pos().load(Ordering::Relaxed)) else {
+        let Some(after) = self.c.current_ptr() else {
             panic!("rcu-queue: QListCursor::insert_after at the end of the list");
         };
         let e = adopt::<T, QListLink>(e);
-        // SAFETY: `cur` is the link of a linked element (contract 2 of `Linked`).
-        let after = unsafe { T::from_link(cur) };
         // SAFETY: W1 (we borrow the writer), W2 (fresh box), W3 (`after` is linked here).
         unsafe { qlist_insert_after_rcu(after, e) };
     }
@@ -654,15 +452,7 @@ where
     /// Remove the current element (`QLIST_REMOVE_RCU`); the cursor moves to the next one.
     /// `None` at the end.
     pub fn remove_current(&mut self) -> Option<Retired<T, F>> {
-        // Relaxed: as in `current`.
-        let cur = NonNull::new(self.pos().load(Ordering::Relaxed))?;
-        // SAFETY: `cur` is the link of a linked element.
-        let e = unsafe { T::from_link(cur) };
-        // SAFETY: W1 (we borrow the writer), W3 (`e` is linked in this list). `pos` stays
-        // valid: it belongs to the previous element or the head, not to `e`.
-        let p = unsafe { qlist_remove_rcu(e) };
-        // SAFETY: as in `QListWriter::remove`.
-        Some(unsafe { Retired::new(p, self.list.domain.clone(), reset_link::<T, QListLink>) })
+        self.c.remove_current()
     }
 }
 
@@ -677,6 +467,103 @@ where
 }
 
 // ----- the raw layer (C names) -----
+
+impl LinkKind for QListLink {
+    type Head = QListHead;
+    /// Like C's `le_prev`, the `next` field (or the head's `first`) that points at the
+    /// current element.
+    type Pos = AtomicPtr<QListLink>;
+
+    fn new_head() -> QListHead {
+        QListHead {
+            first: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    #[inline(always)]
+    fn first(head: &QListHead) -> &AtomicPtr<QListLink> {
+        &head.first
+    }
+
+    #[inline(always)]
+    fn front(head: &QListHead, _this: NonNull<QListHead>) -> NonNull<AtomicPtr<QListLink>> {
+        NonNull::from(&head.first)
+    }
+
+    #[inline(always)]
+    fn pos_next(pos: &AtomicPtr<QListLink>) -> &AtomicPtr<QListLink> {
+        pos
+    }
+
+    /// # Safety
+    ///
+    /// As for `LinkKind::after`.
+    #[inline(always)]
+    unsafe fn after(link: NonNull<QListLink>) -> NonNull<AtomicPtr<QListLink>> {
+        // SAFETY: `link` is a live link (contract); taking the address of its `next` field
+        // reads nothing.
+        unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*link.as_ptr()).next)) }
+    }
+
+    /// # Safety
+    ///
+    /// As for `LinkKind::insert_at`.
+    unsafe fn insert_at<T, F>(
+        list: &ListCore<T, QListLink, F>,
+        pos: NonNull<AtomicPtr<QListLink>>,
+        elm: NonNull<T>,
+    ) -> NonNull<AtomicPtr<QListLink>>
+    where
+        T: Linked<QListLink> + Send + Sync + 'static,
+        F: Flavor,
+    {
+        // SAFETY: `elm` is a live box (W2).
+        let el = unsafe { T::link(elm) };
+        // SAFETY: as above; nobody else can see `elm` yet.
+        let new = unsafe { el.as_ref() };
+        // SAFETY: `pos` is the head's `first` or the `next` field of a linked element of
+        // the list (contract), live while it is linked.
+        let pos_ref = unsafe { pos.as_ref() };
+        // Relaxed: writer-side read (the writer is serialized).
+        let cur = pos_ref.load(Ordering::Relaxed);
+        // Relaxed: `elm` is private until the Release store below publishes it.
+        new.next.store(cur, Ordering::Relaxed);
+        new.prev.store(pos.as_ptr(), Ordering::Relaxed);
+        new.owner.store(list.id() | LINKED, Ordering::Relaxed);
+        // Release (`qatomic_rcu_set`): publishes `elm` with the fields set above.
+        pos_ref.store(el.as_ptr(), Ordering::Release);
+        if let Some(c) = NonNull::new(cur) {
+            // SAFETY: `c` is a linked element of the list.
+            let c = unsafe { c.as_ref() };
+            // Relaxed: `prev` is writer-only.
+            c.prev
+                .store(ptr::addr_of!(new.next).cast_mut(), Ordering::Relaxed);
+        }
+        // SAFETY: `el` is the link of the element we just linked.
+        unsafe { Self::after(el) }
+    }
+
+    /// # Safety
+    ///
+    /// As for `LinkKind::remove_at`.
+    unsafe fn remove_at<T, F>(
+        _list: &ListCore<T, QListLink, F>,
+        pos: NonNull<AtomicPtr<QListLink>>,
+    ) -> Option<NonNull<T>>
+    where
+        T: Linked<QListLink> + Send + Sync + 'static,
+        F: Flavor,
+    {
+        // SAFETY: `pos` is live (contract).
+        // Relaxed: writer-side read (W1).
+        let cur = NonNull::new(unsafe { pos.as_ref() }.load(Ordering::Relaxed))?;
+        // SAFETY: `cur` is the link of a linked element.
+        let e = unsafe { T::from_link(cur) };
+        // SAFETY: W1 (contract), W3 (`e` is linked in this list). `pos` stays valid: it
+        // belongs to the previous element or the head, not to `e`.
+        Some(unsafe { qlist_remove_rcu(e) })
+    }
+}
 
 /// `QLIST_INSERT_HEAD_RCU(head, elm, field)`.
 ///
@@ -698,14 +585,14 @@ where
     if new.is_linked() {
         already_linked();
     }
-    let head = &list.head().first;
+    let head = &list.core.head().first;
     // Relaxed: writer-side read; earlier writes happen-before us (1).
     let first = head.load(Ordering::Relaxed);
     // Relaxed: the element is private until the Release store below.
     new.prev
         .store(ptr::from_ref(head).cast_mut(), Ordering::Relaxed);
     new.next.store(first, Ordering::Relaxed);
-    new.owner.store(list.id() | LINKED, Ordering::Relaxed);
+    new.owner.store(list.core.id() | LINKED, Ordering::Relaxed);
     // Release (`qatomic_rcu_set(&head->lh_first, elm)`): publishes the element.
     head.store(el.as_ptr(), Ordering::Release);
     if let Some(f) = NonNull::new(first) {

@@ -12,21 +12,18 @@
 //! [`QSimpleQCursor`] removes at its position in O(1).
 
 use core::fmt;
-use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use rcu_core::{Domain, Flavor, Memb, ReadGuard};
 
-use crate::link::{
-    adopt, already_linked, belongs_to, elem, is_in, link_of, not_in_list, reset_link, wrong_domain,
-    Iter, Linked, LINKED,
-};
+use crate::link::{adopt, already_linked, Iter, Linked, LINKED};
+use crate::list_core::{CursorCore, LinkKind, ListCore, WriterCore};
 use crate::retired::Retired;
-use crate::sync::{self, AtomicPtr, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicPtr, Ordering};
 use crate::QSimpleQLink;
 
 /// The queue head (`QSIMPLEQ_HEAD`), heap-allocated so that `last` may point at `first`.
-struct QSimpleQHead {
+pub(crate) struct QSimpleQHead {
     first: AtomicPtr<QSimpleQLink>,
     /// `sqh_last`: the `next` field of the last element, or `first` (writer-only).
     last: AtomicPtr<AtomicPtr<QSimpleQLink>>,
@@ -64,27 +61,7 @@ where
     T: Linked<QSimpleQLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    head: NonNull<QSimpleQHead>,
-    domain: Domain<F>,
-    lock: Mutex<()>,
-    _owns: PhantomData<Box<T>>,
-}
-
-// SAFETY: as for `QList`: the queue owns its head and its `Box<T>` elements (`T: Send`).
-unsafe impl<T, F> Send for QSimpleQ<T, F>
-where
-    T: Linked<QSimpleQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-}
-
-// SAFETY: as for `QList`: readers get `&T` on any thread (`T: Sync`), writers hand removed
-// elements to other threads (`T: Send`), writers are serialized by the writer proof.
-unsafe impl<T, F> Sync for QSimpleQ<T, F>
-where
-    T: Linked<QSimpleQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
+    core: ListCore<T, QSimpleQLink, F>,
 }
 
 #[cfg(not(loom))]
@@ -116,47 +93,15 @@ where
     /// An empty queue whose readers use `domain`'s guards and whose removed elements
     /// wait for `domain`'s grace periods.
     pub fn new_in(domain: &Domain<F>) -> Self {
-        let head = Box::into_raw(Box::new(QSimpleQHead {
-            first: AtomicPtr::new(ptr::null_mut()),
-            last: AtomicPtr::new(ptr::null_mut()),
-        }));
-        // SAFETY: `Box::into_raw` never returns null.
-        let head = unsafe { NonNull::new_unchecked(head) };
-        // SAFETY: `head` is live and private.
-        let h = unsafe { head.as_ref() };
-        // Relaxed: not shared yet. Empty: `sqh_last = &sqh_first`.
-        h.last
-            .store(ptr::from_ref(&h.first).cast_mut(), Ordering::Relaxed);
         QSimpleQ {
-            head,
-            domain: domain.clone(),
-            lock: Mutex::new(()),
-            _owns: PhantomData,
+            core: ListCore::new_in(domain),
         }
     }
 
     /// The domain whose guards protect readers and whose grace periods free removed
     /// elements.
     pub fn domain(&self) -> &Domain<F> {
-        &self.domain
-    }
-
-    #[inline(always)]
-    fn head(&self) -> &QSimpleQHead {
-        // SAFETY: `head` is the live box allocated in `new_in`, freed only in `drop`.
-        unsafe { self.head.as_ref() }
-    }
-
-    #[inline(always)]
-    fn id(&self) -> usize {
-        self.head.as_ptr() as usize
-    }
-
-    #[inline(always)]
-    fn check_guard(&self, guard: &ReadGuard<'_, F>) {
-        if !guard.is_of(&self.domain) {
-            wrong_domain();
-        }
+        self.core.domain()
     }
 
     // ----- reader side -----
@@ -168,9 +113,7 @@ where
     /// If `guard` belongs to another domain than the queue's.
     #[inline]
     pub fn is_empty(&self, guard: &ReadGuard<'_, F>) -> bool {
-        self.check_guard(guard);
-        // Relaxed (QEMU: `qatomic_read`): nothing is dereferenced.
-        self.head().first.load(Ordering::Relaxed).is_null()
+        self.core.is_empty(guard)
     }
 
     /// The first element (`QSIMPLEQ_FIRST_RCU`).
@@ -180,11 +123,7 @@ where
     /// If `guard` belongs to another domain than the queue's.
     #[inline]
     pub fn first<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.check_guard(guard);
-        // Acquire (`qatomic_rcu_read`): pairs with the publishing Release store.
-        let p = self.head().first.load(Ordering::Acquire);
-        // SAFETY: as in `QList::first`.
-        unsafe { elem(p) }
+        self.core.first(guard)
     }
 
     /// The element after `elem` (`QSIMPLEQ_NEXT_RCU`); works on an element removed during
@@ -196,15 +135,7 @@ where
     /// element of this queue.
     #[inline]
     pub fn next<'g>(&'g self, elem: &'g T, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.check_guard(guard);
-        let link = link_of(elem);
-        if !belongs_to(link, self.id()) {
-            not_in_list();
-        }
-        // Acquire (`qatomic_rcu_read`): as in `first`.
-        let p = link.next.load(Ordering::Acquire);
-        // SAFETY: as in `QList::next`.
-        unsafe { crate::link::elem(p) }
+        self.core.next(elem, guard)
     }
 
     /// Iterate front to back (`QSIMPLEQ_FOREACH_RCU`, also `QSIMPLEQ_FOREACH_SAFE_RCU`).
@@ -214,11 +145,7 @@ where
     /// If `guard` belongs to another domain than the queue's.
     #[inline]
     pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Iter<'g, T, QSimpleQLink> {
-        self.check_guard(guard);
-        // Acquire (`qatomic_rcu_read`): as in `first`.
-        let first = self.head().first.load(Ordering::Acquire);
-        // SAFETY: as in `QList::iter`.
-        unsafe { Iter::new(first) }
+        self.core.iter(guard)
     }
 
     // ----- writer side -----
@@ -227,18 +154,15 @@ where
     pub fn lock(&self) -> QSimpleQWriter<'_, T, F> {
         QSimpleQWriter {
             q: self,
-            _guard: Some(sync::lock(&self.lock)),
-            _not_send: PhantomData,
+            w: self.core.lock(),
         }
     }
 
     /// A writer from exclusive access.
     pub fn get_mut(&mut self) -> QSimpleQWriter<'_, T, F> {
-        QSimpleQWriter {
-            q: self,
-            _guard: None,
-            _not_send: PhantomData,
-        }
+        // SAFETY: `&mut self` is exclusive access: no other writer runs while the writer
+        // lives, and every earlier access happens-before it.
+        unsafe { self.lock_unchecked() }
     }
 
     /// A writer without taking the lock.
@@ -249,33 +173,9 @@ where
     pub unsafe fn lock_unchecked(&self) -> QSimpleQWriter<'_, T, F> {
         QSimpleQWriter {
             q: self,
-            _guard: None,
-            _not_send: PhantomData,
+            // SAFETY: the caller's contract is that of `ListCore::lock_unchecked`.
+            w: unsafe { self.core.lock_unchecked() },
         }
-    }
-}
-
-impl<T, F> Drop for QSimpleQ<T, F>
-where
-    T: Linked<QSimpleQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn drop(&mut self) {
-        // As for `QList`: nobody else can reach the queue or its elements any more.
-        // Relaxed: `&mut self`, every other access happens-before this.
-        let mut p = self.head().first.load(Ordering::Relaxed);
-        while let Some(l) = NonNull::new(p) {
-            // SAFETY: `l` is the link of an element owned by the queue (invariant).
-            p = unsafe { l.as_ref() }.next.load(Ordering::Relaxed);
-            // SAFETY: contract 2 of `Linked`.
-            let e = unsafe { T::from_link(l) };
-            // SAFETY: nobody else can reach the element.
-            unsafe { reset_link::<T, QSimpleQLink>(e) };
-            // SAFETY: the element came from `Box::into_raw` and the queue owned it.
-            drop(unsafe { Box::from_raw(e.as_ptr()) });
-        }
-        // SAFETY: the head came from `Box::into_raw` in `new_in` and is freed only here.
-        drop(unsafe { Box::from_raw(self.head.as_ptr()) });
     }
 }
 
@@ -299,8 +199,7 @@ where
     F: Flavor,
 {
     q: &'a QSimpleQ<T, F>,
-    _guard: Option<MutexGuard<'a, ()>>,
-    _not_send: PhantomData<*mut ()>,
+    w: WriterCore<'a, T, QSimpleQLink, F>,
 }
 
 impl<'a, T, F> QSimpleQWriter<'a, T, F>
@@ -315,16 +214,12 @@ where
 
     /// Whether the queue is empty.
     pub fn is_empty(&self) -> bool {
-        // Relaxed: writers are serialized (writer proof).
-        self.q.head().first.load(Ordering::Relaxed).is_null()
+        self.w.is_empty()
     }
 
     /// The first element.
     pub fn first(&self) -> Option<&T> {
-        // Relaxed: as in `is_empty`.
-        let p = self.q.head().first.load(Ordering::Relaxed);
-        // SAFETY: as in `QListWriter::first`.
-        unsafe { elem(p) }
+        self.w.first()
     }
 
     /// The element after `e`.
@@ -333,27 +228,17 @@ where
     ///
     /// If `e` is not linked into this queue.
     pub fn next(&self, e: &T) -> Option<&T> {
-        let link = link_of(e);
-        if !is_in(link, self.q.id()) {
-            not_in_list();
-        }
-        // Relaxed: as in `is_empty`.
-        let p = link.next.load(Ordering::Relaxed);
-        // SAFETY: `e` is linked, so its successor is too: as in `first`.
-        unsafe { elem(p) }
+        self.w.next(e)
     }
 
     /// Iterate front to back (writer side).
     pub fn iter(&self) -> Iter<'_, T, QSimpleQLink> {
-        // Relaxed: as in `is_empty`.
-        let first = self.q.head().first.load(Ordering::Relaxed);
-        // SAFETY: as in `QListWriter::iter`.
-        unsafe { Iter::new(first) }
+        self.w.iter()
     }
 
     /// The number of elements (a walk).
     pub fn len(&self) -> usize {
-        self.iter().count()
+        self.w.len()
     }
 
     /// Insert `e` at the front (`QSIMPLEQ_INSERT_HEAD_RCU`); returns it.
@@ -362,11 +247,8 @@ where
     ///
     /// If `e` is already linked.
     pub fn insert_head(&mut self, e: Box<T>) -> &T {
-        let e = adopt::<T, QSimpleQLink>(e);
-        // SAFETY: W1 (writer proof), W2 (fresh box).
-        unsafe { qsimpleq_insert_head_rcu(self.q, e) };
-        // SAFETY: owned by the queue and linked while `self` is borrowed.
-        unsafe { e.as_ref() }
+        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box).
+        unsafe { self.w.insert(e, |e| qsimpleq_insert_head_rcu(self.q, e)) }
     }
 
     /// Insert `e` at the back (`QSIMPLEQ_INSERT_TAIL_RCU`); returns it.
@@ -375,11 +257,8 @@ where
     ///
     /// If `e` is already linked.
     pub fn insert_tail(&mut self, e: Box<T>) -> &T {
-        let e = adopt::<T, QSimpleQLink>(e);
-        // SAFETY: W1 (writer proof), W2 (fresh box).
-        unsafe { qsimpleq_insert_tail_rcu(self.q, e) };
-        // SAFETY: as in `insert_head`.
-        unsafe { e.as_ref() }
+        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box).
+        unsafe { self.w.insert(e, |e| qsimpleq_insert_tail_rcu(self.q, e)) }
     }
 
     /// Insert `e` after `after` (`QSIMPLEQ_INSERT_AFTER_RCU`); returns it.
@@ -388,22 +267,21 @@ where
     ///
     /// If `after` is not linked into this queue, or `e` is already linked.
     pub fn insert_after(&mut self, after: &T, e: Box<T>) -> &T {
-        if !is_in(link_of(after), self.q.id()) {
-            not_in_list();
+        self.w.check_in(after);
+        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box), W3 (checked above).
+        unsafe {
+            self.w.insert(e, |e| {
+                qsimpleq_insert_after_rcu(self.q, NonNull::from(after), e)
+            })
         }
-        let e = adopt::<T, QSimpleQLink>(e);
-        // SAFETY: W1, W2, W3 (checked above).
-        unsafe { qsimpleq_insert_after_rcu(self.q, NonNull::from(after), e) };
-        // SAFETY: as in `insert_head`.
-        unsafe { e.as_ref() }
     }
 
     /// Unlink the first element (`QSIMPLEQ_REMOVE_HEAD_RCU`); `None` when empty.
     pub fn remove_head(&mut self) -> Option<Retired<T, F>> {
         // SAFETY: W1 (writer proof).
         let p = unsafe { qsimpleq_remove_head_rcu(self.q) }?;
-        // SAFETY: as in `QListWriter::remove`.
-        Some(unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QSimpleQLink>) })
+        // SAFETY: `p` was just unlinked from this list by this writer.
+        Some(unsafe { self.w.retire(p) })
     }
 
     /// Unlink `e` (`QSIMPLEQ_REMOVE_RCU`, a walk from the head) and hand it back, to be
@@ -413,29 +291,14 @@ where
     ///
     /// If `e` is not linked into this queue.
     pub fn remove(&mut self, e: &T) -> Retired<T, F> {
-        if !is_in(link_of(e), self.q.id()) {
-            not_in_list();
-        }
-        // SAFETY: W1 (writer proof), W3 (checked above).
-        let p = unsafe { qsimpleq_remove_rcu(self.q, NonNull::from(e)) };
-        // SAFETY: as in `QListWriter::remove`.
-        unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QSimpleQLink>) }
+        // SAFETY: W1 (writer proof), W3 (`remove` checks that `e` is linked here first).
+        unsafe { self.w.remove(e, |e| qsimpleq_remove_rcu(self.q, e)) }
     }
 
     /// Remove every element for which `keep` returns `false`, retiring each through
     /// call_rcu (`QSIMPLEQ_FOREACH_SAFE_RCU` + `QSIMPLEQ_REMOVE_RCU`). Returns how many.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) -> usize {
-        let mut removed = 0;
-        let mut c = self.cursor();
-        while let Some(e) = c.current() {
-            if keep(e) {
-                c.move_next();
-            } else if let Some(r) = c.remove_current() {
-                r.defer();
-                removed += 1;
-            }
-        }
-        removed
+    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) -> usize {
+        self.w.retain(keep)
     }
 
     /// Remove every element, retiring each through call_rcu. Returns how many.
@@ -447,8 +310,7 @@ where
     pub fn cursor(&mut self) -> QSimpleQCursor<'_, T, F> {
         QSimpleQCursor {
             q: self.q,
-            pos: NonNull::from(&self.q.head().first),
-            _writer: PhantomData,
+            c: self.w.cursor(),
         }
     }
 }
@@ -471,8 +333,7 @@ where
     F: Flavor,
 {
     q: &'w QSimpleQ<T, F>,
-    pos: NonNull<AtomicPtr<QSimpleQLink>>,
-    _writer: PhantomData<&'w mut ()>,
+    c: CursorCore<'w, T, QSimpleQLink, F>,
 }
 
 impl<T, F> QSimpleQCursor<'_, T, F>
@@ -480,33 +341,14 @@ where
     T: Linked<QSimpleQLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    #[inline]
-    fn pos(&self) -> &AtomicPtr<QSimpleQLink> {
-        // SAFETY: `pos` is the head's `first` or a linked element's `next`; neither is
-        // freed while the cursor (borrowing the writer) lives.
-        unsafe { self.pos.as_ref() }
-    }
-
     /// The current element, or `None` at the end.
     pub fn current(&self) -> Option<&T> {
-        // Relaxed: writer-side read.
-        let p = self.pos().load(Ordering::Relaxed);
-        // SAFETY: a linked element, freed only after a removal through this cursor
-        // (`&mut self`).
-        unsafe { elem(p) }
+        self.c.current()
     }
 
     /// Move to the next element (or the end). Returns `false` if already at the end.
     pub fn move_next(&mut self) -> bool {
-        // Relaxed: writer-side read.
-        match NonNull::new(self.pos().load(Ordering::Relaxed)) {
-            Some(l) => {
-                // SAFETY: `l` is a linked element's link; this takes its field's address.
-                self.pos = unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*l.as_ptr()).next)) };
-                true
-            }
-            None => false,
-        }
+        self.c.move_next()
     }
 
     /// Insert `e` in front of the current element, or at the back when the cursor is at
@@ -516,11 +358,7 @@ where
     ///
     /// If `e` is already linked.
     pub fn insert_before(&mut self, e: Box<T>) {
-        let e = adopt::<T, QSimpleQLink>(e);
-        // SAFETY: W1 (we borrow the writer), W2 (fresh box); `pos` is a live next field
-        // of this queue.
-        let next = unsafe { insert_at(self.q, self.pos, e) };
-        self.pos = next;
+        self.c.insert_before(e)
     }
 
     /// Insert `e` after the current element (`QSIMPLEQ_INSERT_AFTER_RCU`).
@@ -529,24 +367,18 @@ where
     ///
     /// At the end of the queue, or if `e` is already linked.
     pub fn insert_after(&mut self, e: Box<T>) {
-        // Relaxed: writer-side read.
-        let Some(cur) = NonNull::new(self.pos().load(Ordering::Relaxed)) else {
+        let Some(after) = self.c.current_ptr() else {
             panic!("rcu-queue: QSimpleQCursor::insert_after at the end of the queue");
         };
         let e = adopt::<T, QSimpleQLink>(e);
-        // SAFETY: contract 2 of `Linked`, `cur` is a linked element's link.
-        let after = unsafe { T::from_link(cur) };
-        // SAFETY: W1, W2, W3 (linked here).
+        // SAFETY: W1 (we borrow the writer), W2 (fresh box), W3 (linked here).
         unsafe { qsimpleq_insert_after_rcu(self.q, after, e) };
     }
 
     /// Remove the current element in O(1) (`QSIMPLEQ_REMOVE_RCU`); the cursor moves to the
     /// next. `None` at the end.
     pub fn remove_current(&mut self) -> Option<Retired<T, F>> {
-        // SAFETY: W1 (we borrow the writer); `pos` is a live next field of this queue.
-        let p = unsafe { remove_at(self.q, self.pos) }?;
-        // SAFETY: as in `QListWriter::remove`.
-        Some(unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QSimpleQLink>) })
+        self.c.remove_current()
     }
 }
 
@@ -562,79 +394,118 @@ where
 
 // ----- the raw layer (C names) -----
 
-/// Link `elm` at `pos` (the head's `first` or a linked element's `next`) and return its
-/// own `next` field.
-///
-/// # Safety
-///
-/// W1 and W2 of [`qsimpleq_insert_head_rcu`]; `pos` is the head's `first` or the `next`
-/// field of an element linked into `q`.
-unsafe fn insert_at<T, F>(
-    q: &QSimpleQ<T, F>,
-    pos: NonNull<AtomicPtr<QSimpleQLink>>,
-    elm: NonNull<T>,
-) -> NonNull<AtomicPtr<QSimpleQLink>>
-where
-    T: Linked<QSimpleQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    // SAFETY: `elm` is live (W2).
-    let el = unsafe { T::link(elm) };
-    // SAFETY: as above; private until published.
-    let new = unsafe { el.as_ref() };
-    if new.is_linked() {
-        already_linked();
-    }
-    // SAFETY: `pos` is live (contract).
-    let pos_ref = unsafe { pos.as_ref() };
-    // Relaxed: writer-side read (W1).
-    let next = pos_ref.load(Ordering::Relaxed);
-    // Relaxed: private until published.
-    new.next.store(next, Ordering::Relaxed);
-    new.owner.store(q.id() | LINKED, Ordering::Relaxed);
-    let new_next = NonNull::from(&new.next);
-    if next.is_null() {
-        // Relaxed: writer-only field (`sqh_last = &elm->sqe_next`).
-        q.head().last.store(new_next.as_ptr(), Ordering::Relaxed);
-    }
-    // Release (`qatomic_rcu_set`): publishes the element.
-    pos_ref.store(el.as_ptr(), Ordering::Release);
-    new_next
-}
+impl LinkKind for QSimpleQLink {
+    type Head = QSimpleQHead;
+    /// The `next` field (or the head's `first`) that points at the current element.
+    type Pos = AtomicPtr<QSimpleQLink>;
 
-/// Unlink the element that `pos` points at, if any, and return it.
-///
-/// # Safety
-///
-/// W1 of [`qsimpleq_insert_head_rcu`]; `pos` is the head's `first` or the `next` field of
-/// an element linked into `q`; the caller frees the result only after a grace period.
-unsafe fn remove_at<T, F>(
-    q: &QSimpleQ<T, F>,
-    pos: NonNull<AtomicPtr<QSimpleQLink>>,
-) -> Option<NonNull<T>>
-where
-    T: Linked<QSimpleQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    // SAFETY: `pos` is live (contract).
-    let pos_ref = unsafe { pos.as_ref() };
-    // Relaxed: writer-side read (W1).
-    let cur = NonNull::new(pos_ref.load(Ordering::Relaxed))?;
-    // SAFETY: `cur` is a linked element's link.
-    let old = unsafe { cur.as_ref() };
-    // Relaxed: writer-side read.
-    let next = old.next.load(Ordering::Relaxed);
-    // Release (QEMU: `qatomic_set`): see the module docs.
-    pos_ref.store(next, Ordering::Release);
-    if next.is_null() {
-        // Relaxed: writer-only field (`sqh_last = &curr->sqe_next` or `&sqh_first`).
-        q.head().last.store(pos.as_ptr(), Ordering::Relaxed);
+    fn new_head() -> QSimpleQHead {
+        QSimpleQHead {
+            first: AtomicPtr::new(ptr::null_mut()),
+            last: AtomicPtr::new(ptr::null_mut()),
+        }
     }
-    // Relaxed: writer-only field; the id stays for readers standing on the element.
-    let owner = old.owner.load(Ordering::Relaxed);
-    old.owner.store(owner & !LINKED, Ordering::Relaxed);
-    // SAFETY: `cur` is the link the queue stored (contract 2 of `Linked`).
-    Some(unsafe { T::from_link(cur) })
+
+    fn init_head(h: &QSimpleQHead, _this: NonNull<QSimpleQHead>) {
+        // Relaxed: not shared yet. Empty: `sqh_last = &sqh_first`.
+        h.last
+            .store(ptr::from_ref(&h.first).cast_mut(), Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    fn first(head: &QSimpleQHead) -> &AtomicPtr<QSimpleQLink> {
+        &head.first
+    }
+
+    #[inline(always)]
+    fn front(
+        head: &QSimpleQHead,
+        _this: NonNull<QSimpleQHead>,
+    ) -> NonNull<AtomicPtr<QSimpleQLink>> {
+        NonNull::from(&head.first)
+    }
+
+    #[inline(always)]
+    fn pos_next(pos: &AtomicPtr<QSimpleQLink>) -> &AtomicPtr<QSimpleQLink> {
+        pos
+    }
+
+    /// # Safety
+    ///
+    /// As for `LinkKind::after`.
+    #[inline(always)]
+    unsafe fn after(link: NonNull<QSimpleQLink>) -> NonNull<AtomicPtr<QSimpleQLink>> {
+        // SAFETY: `link` is a live link (contract); this takes its field's address.
+        unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*link.as_ptr()).next)) }
+    }
+
+    /// # Safety
+    ///
+    /// As for `LinkKind::insert_at`.
+    unsafe fn insert_at<T, F>(
+        list: &ListCore<T, QSimpleQLink, F>,
+        pos: NonNull<AtomicPtr<QSimpleQLink>>,
+        elm: NonNull<T>,
+    ) -> NonNull<AtomicPtr<QSimpleQLink>>
+    where
+        T: Linked<QSimpleQLink> + Send + Sync + 'static,
+        F: Flavor,
+    {
+        // SAFETY: `elm` is live (W2).
+        let el = unsafe { T::link(elm) };
+        // SAFETY: as above; private until published.
+        let new = unsafe { el.as_ref() };
+        if new.is_linked() {
+            already_linked();
+        }
+        // SAFETY: `pos` is live (contract).
+        let pos_ref = unsafe { pos.as_ref() };
+        // Relaxed: writer-side read (W1).
+        let next = pos_ref.load(Ordering::Relaxed);
+        // Relaxed: private until published.
+        new.next.store(next, Ordering::Relaxed);
+        new.owner.store(list.id() | LINKED, Ordering::Relaxed);
+        let new_next = NonNull::from(&new.next);
+        if next.is_null() {
+            // Relaxed: writer-only field (`sqh_last = &elm->sqe_next`).
+            list.head().last.store(new_next.as_ptr(), Ordering::Relaxed);
+        }
+        // Release (`qatomic_rcu_set`): publishes the element.
+        pos_ref.store(el.as_ptr(), Ordering::Release);
+        new_next
+    }
+
+    /// # Safety
+    ///
+    /// As for `LinkKind::remove_at`.
+    unsafe fn remove_at<T, F>(
+        list: &ListCore<T, QSimpleQLink, F>,
+        pos: NonNull<AtomicPtr<QSimpleQLink>>,
+    ) -> Option<NonNull<T>>
+    where
+        T: Linked<QSimpleQLink> + Send + Sync + 'static,
+        F: Flavor,
+    {
+        // SAFETY: `pos` is live (contract).
+        let pos_ref = unsafe { pos.as_ref() };
+        // Relaxed: writer-side read (W1).
+        let cur = NonNull::new(pos_ref.load(Ordering::Relaxed))?;
+        // SAFETY: `cur` is a linked element's link.
+        let old = unsafe { cur.as_ref() };
+        // Relaxed: writer-side read.
+        let next = old.next.load(Ordering::Relaxed);
+        // Release (QEMU: `qatomic_set`): see the module docs.
+        pos_ref.store(next, Ordering::Release);
+        if next.is_null() {
+            // Relaxed: writer-only field (`sqh_last = &curr->sqe_next` or `&sqh_first`).
+            list.head().last.store(pos.as_ptr(), Ordering::Relaxed);
+        }
+        // Relaxed: writer-only field; the id stays for readers standing on the element.
+        let owner = old.owner.load(Ordering::Relaxed);
+        old.owner.store(owner & !LINKED, Ordering::Relaxed);
+        // SAFETY: `cur` is the link the queue stored (contract 2 of `Linked`).
+        Some(unsafe { T::from_link(cur) })
+    }
 }
 
 /// `QSIMPLEQ_INSERT_HEAD_RCU(head, elm, field)`.
@@ -651,7 +522,7 @@ where
     F: Flavor,
 {
     // SAFETY: (1), (2), and the head's `first` is a valid position.
-    unsafe { insert_at(q, NonNull::from(&q.head().first), elm) };
+    unsafe { QSimpleQLink::insert_at(&q.core, q.core.front(), elm) };
 }
 
 /// `QSIMPLEQ_INSERT_TAIL_RCU(head, elm, field)`.
@@ -665,10 +536,10 @@ where
     F: Flavor,
 {
     // Relaxed: writer-only field (1).
-    let last = q.head().last.load(Ordering::Relaxed);
+    let last = q.core.head().last.load(Ordering::Relaxed);
     // SAFETY: `sqh_last` is the head's `first` or the last element's `next` (invariant),
     // never null; (1) and (2) are the caller's.
-    unsafe { insert_at(q, NonNull::new_unchecked(last), elm) };
+    unsafe { QSimpleQLink::insert_at(&q.core, NonNull::new_unchecked(last), elm) };
 }
 
 /// `QSIMPLEQ_INSERT_AFTER_RCU(head, listelm, elm, field)`.
@@ -688,7 +559,7 @@ pub unsafe fn qsimpleq_insert_after_rcu<T, F>(
     // SAFETY: `listelm` is live (3); this takes the address of its link's `next`.
     let pos = unsafe { NonNull::from(&T::link(listelm).as_ref().next) };
     // SAFETY: (1), (2), and `pos` is a linked element's `next` (3).
-    unsafe { insert_at(q, pos, elm) };
+    unsafe { QSimpleQLink::insert_at(&q.core, pos, elm) };
 }
 
 /// `QSIMPLEQ_REMOVE_HEAD_RCU(head, field)`: unlinks the first element and returns it (as
@@ -705,7 +576,7 @@ where
     F: Flavor,
 {
     // SAFETY: (1), (2); the head's `first` is a valid position.
-    unsafe { remove_at(q, NonNull::from(&q.head().first)) }
+    unsafe { QSimpleQLink::remove_at(&q.core, q.core.front()) }
 }
 
 /// `QSIMPLEQ_REMOVE_RCU(head, elm, type, field)`: walks from the head to `elm`, unlinks
@@ -722,25 +593,10 @@ where
     T: Linked<QSimpleQLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    // SAFETY: `elm` is live (2).
-    let target = unsafe { T::link(elm) }.as_ptr();
-    let mut pos = NonNull::from(&q.head().first);
-    loop {
-        // SAFETY: `pos` is the head's `first` or a linked element's `next`.
-        // Relaxed: writer-side read (1).
-        let cur = unsafe { pos.as_ref() }.load(Ordering::Relaxed);
-        if cur == target {
-            break;
-        }
-        let Some(cur) = NonNull::new(cur) else {
-            // Unreachable under contract 2; the safe API checks it first.
-            not_in_list();
-        };
-        // SAFETY: `cur` is a linked element's link; this takes its field's address.
-        pos = unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*cur.as_ptr()).next)) };
-    }
+    // SAFETY: (1), (2).
+    let pos = unsafe { q.core.pos_of(elm) };
     // SAFETY: (1), (3); `pos` points at `elm`, so the result is `Some`.
-    unsafe { remove_at(q, pos).unwrap_unchecked() }
+    unsafe { QSimpleQLink::remove_at(&q.core, pos).unwrap_unchecked() }
 }
 
 #[cfg(all(test, not(loom)))]

@@ -11,22 +11,19 @@
 //! [`QSListCursor`] removes at its position in O(1).
 
 use core::fmt;
-use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use rcu_core::{Domain, Flavor, Memb, ReadGuard};
 
-use crate::link::{
-    adopt, already_linked, belongs_to, elem, is_in, link_of, not_in_list, reset_link, wrong_domain,
-    Iter, Linked, LINKED,
-};
+use crate::link::{adopt, already_linked, Iter, Linked, LINKED};
+use crate::list_core::{CursorCore, LinkKind, ListCore, WriterCore};
 use crate::retired::Retired;
-use crate::sync::{self, AtomicPtr, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicPtr, Ordering};
 use crate::QSListLink;
 
 /// The list head (`QSLIST_HEAD`), heap-allocated so that a cursor may point at `first`
 /// while the `QSList` moves.
-struct QSListHead {
+pub(crate) struct QSListHead {
     first: AtomicPtr<QSListLink>,
 }
 
@@ -64,27 +61,7 @@ where
     T: Linked<QSListLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    head: NonNull<QSListHead>,
-    domain: Domain<F>,
-    lock: Mutex<()>,
-    _owns: PhantomData<Box<T>>,
-}
-
-// SAFETY: as for `QList`: the list owns its head and its `Box<T>` elements (`T: Send`).
-unsafe impl<T, F> Send for QSList<T, F>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-}
-
-// SAFETY: as for `QList`: readers get `&T` on any thread (`T: Sync`), writers hand removed
-// elements to other threads (`T: Send`), writers are serialized by the writer proof.
-unsafe impl<T, F> Sync for QSList<T, F>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
+    core: ListCore<T, QSListLink, F>,
 }
 
 #[cfg(not(loom))]
@@ -116,41 +93,15 @@ where
     /// An empty list whose readers use `domain`'s guards and whose removed elements
     /// wait for `domain`'s grace periods.
     pub fn new_in(domain: &Domain<F>) -> Self {
-        let head = Box::into_raw(Box::new(QSListHead {
-            first: AtomicPtr::new(ptr::null_mut()),
-        }));
-        // SAFETY: `Box::into_raw` never returns null.
-        let head = unsafe { NonNull::new_unchecked(head) };
         QSList {
-            head,
-            domain: domain.clone(),
-            lock: Mutex::new(()),
-            _owns: PhantomData,
+            core: ListCore::new_in(domain),
         }
     }
 
     /// The domain whose guards protect readers and whose grace periods free removed
     /// elements.
     pub fn domain(&self) -> &Domain<F> {
-        &self.domain
-    }
-
-    #[inline(always)]
-    fn head(&self) -> &QSListHead {
-        // SAFETY: `head` is the live box allocated in `new_in`, freed only in `drop`.
-        unsafe { self.head.as_ref() }
-    }
-
-    #[inline(always)]
-    fn id(&self) -> usize {
-        self.head.as_ptr() as usize
-    }
-
-    #[inline(always)]
-    fn check_guard(&self, guard: &ReadGuard<'_, F>) {
-        if !guard.is_of(&self.domain) {
-            wrong_domain();
-        }
+        self.core.domain()
     }
 
     // ----- reader side -----
@@ -162,9 +113,7 @@ where
     /// If `guard` belongs to another domain than the list's.
     #[inline]
     pub fn is_empty(&self, guard: &ReadGuard<'_, F>) -> bool {
-        self.check_guard(guard);
-        // Relaxed (QEMU: `qatomic_read`): nothing is dereferenced.
-        self.head().first.load(Ordering::Relaxed).is_null()
+        self.core.is_empty(guard)
     }
 
     /// The first element (`QSLIST_FIRST_RCU`).
@@ -174,11 +123,7 @@ where
     /// If `guard` belongs to another domain than the list's.
     #[inline]
     pub fn first<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.check_guard(guard);
-        // Acquire (`qatomic_rcu_read`): pairs with the publishing Release store.
-        let p = self.head().first.load(Ordering::Acquire);
-        // SAFETY: as in `QList::first`.
-        unsafe { elem(p) }
+        self.core.first(guard)
     }
 
     /// The element after `elem` (`QSLIST_NEXT_RCU`); works on an element removed during
@@ -190,15 +135,7 @@ where
     /// element of this list.
     #[inline]
     pub fn next<'g>(&'g self, elem: &'g T, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.check_guard(guard);
-        let link = link_of(elem);
-        if !belongs_to(link, self.id()) {
-            not_in_list();
-        }
-        // Acquire (`qatomic_rcu_read`): as in `first`.
-        let p = link.next.load(Ordering::Acquire);
-        // SAFETY: as in `QList::next`.
-        unsafe { crate::link::elem(p) }
+        self.core.next(elem, guard)
     }
 
     /// Iterate front to back (`QSLIST_FOREACH_RCU`, also `QSLIST_FOREACH_SAFE_RCU`).
@@ -208,11 +145,7 @@ where
     /// If `guard` belongs to another domain than the list's.
     #[inline]
     pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Iter<'g, T, QSListLink> {
-        self.check_guard(guard);
-        // Acquire (`qatomic_rcu_read`): as in `first`.
-        let first = self.head().first.load(Ordering::Acquire);
-        // SAFETY: as in `QList::iter`.
-        unsafe { Iter::new(first) }
+        self.core.iter(guard)
     }
 
     // ----- writer side -----
@@ -221,18 +154,15 @@ where
     pub fn lock(&self) -> QSListWriter<'_, T, F> {
         QSListWriter {
             q: self,
-            _guard: Some(sync::lock(&self.lock)),
-            _not_send: PhantomData,
+            w: self.core.lock(),
         }
     }
 
     /// A writer from exclusive access.
     pub fn get_mut(&mut self) -> QSListWriter<'_, T, F> {
-        QSListWriter {
-            q: self,
-            _guard: None,
-            _not_send: PhantomData,
-        }
+        // SAFETY: `&mut self` is exclusive access: no other writer runs while the writer
+        // lives, and every earlier access happens-before it.
+        unsafe { self.lock_unchecked() }
     }
 
     /// A writer without taking the lock.
@@ -243,33 +173,9 @@ where
     pub unsafe fn lock_unchecked(&self) -> QSListWriter<'_, T, F> {
         QSListWriter {
             q: self,
-            _guard: None,
-            _not_send: PhantomData,
+            // SAFETY: the caller's contract is that of `ListCore::lock_unchecked`.
+            w: unsafe { self.core.lock_unchecked() },
         }
-    }
-}
-
-impl<T, F> Drop for QSList<T, F>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn drop(&mut self) {
-        // As for `QList`: nobody else can reach the list or its elements any more.
-        // Relaxed: `&mut self`, every other access happens-before this.
-        let mut p = self.head().first.load(Ordering::Relaxed);
-        while let Some(l) = NonNull::new(p) {
-            // SAFETY: `l` is the link of an element owned by the list (invariant).
-            p = unsafe { l.as_ref() }.next.load(Ordering::Relaxed);
-            // SAFETY: contract 2 of `Linked`.
-            let e = unsafe { T::from_link(l) };
-            // SAFETY: nobody else can reach the element.
-            unsafe { reset_link::<T, QSListLink>(e) };
-            // SAFETY: the element came from `Box::into_raw` and the list owned it.
-            drop(unsafe { Box::from_raw(e.as_ptr()) });
-        }
-        // SAFETY: the head came from `Box::into_raw` in `new_in` and is freed only here.
-        drop(unsafe { Box::from_raw(self.head.as_ptr()) });
     }
 }
 
@@ -293,8 +199,7 @@ where
     F: Flavor,
 {
     q: &'a QSList<T, F>,
-    _guard: Option<MutexGuard<'a, ()>>,
-    _not_send: PhantomData<*mut ()>,
+    w: WriterCore<'a, T, QSListLink, F>,
 }
 
 impl<'a, T, F> QSListWriter<'a, T, F>
@@ -309,16 +214,12 @@ where
 
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
-        // Relaxed: writers are serialized (writer proof).
-        self.q.head().first.load(Ordering::Relaxed).is_null()
+        self.w.is_empty()
     }
 
     /// The first element.
     pub fn first(&self) -> Option<&T> {
-        // Relaxed: as in `is_empty`.
-        let p = self.q.head().first.load(Ordering::Relaxed);
-        // SAFETY: as in `QListWriter::first`.
-        unsafe { elem(p) }
+        self.w.first()
     }
 
     /// The element after `e`.
@@ -327,27 +228,17 @@ where
     ///
     /// If `e` is not linked into this list.
     pub fn next(&self, e: &T) -> Option<&T> {
-        let link = link_of(e);
-        if !is_in(link, self.q.id()) {
-            not_in_list();
-        }
-        // Relaxed: as in `is_empty`.
-        let p = link.next.load(Ordering::Relaxed);
-        // SAFETY: `e` is linked, so its successor is too: as in `first`.
-        unsafe { elem(p) }
+        self.w.next(e)
     }
 
     /// Iterate front to back (writer side).
     pub fn iter(&self) -> Iter<'_, T, QSListLink> {
-        // Relaxed: as in `is_empty`.
-        let first = self.q.head().first.load(Ordering::Relaxed);
-        // SAFETY: as in `QListWriter::iter`.
-        unsafe { Iter::new(first) }
+        self.w.iter()
     }
 
     /// The number of elements (a walk).
     pub fn len(&self) -> usize {
-        self.iter().count()
+        self.w.len()
     }
 
     /// Insert `e` at the front (`QSLIST_INSERT_HEAD_RCU`); returns it.
@@ -356,11 +247,8 @@ where
     ///
     /// If `e` is already linked.
     pub fn insert_head(&mut self, e: Box<T>) -> &T {
-        let e = adopt::<T, QSListLink>(e);
-        // SAFETY: W1 (writer proof), W2 (fresh box).
-        unsafe { qslist_insert_head_rcu(self.q, e) };
-        // SAFETY: owned by the list and linked while `self` is borrowed.
-        unsafe { e.as_ref() }
+        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box).
+        unsafe { self.w.insert(e, |e| qslist_insert_head_rcu(self.q, e)) }
     }
 
     /// Insert `e` after `after` (`QSLIST_INSERT_AFTER_RCU`); returns it.
@@ -369,22 +257,21 @@ where
     ///
     /// If `after` is not linked into this list, or `e` is already linked.
     pub fn insert_after(&mut self, after: &T, e: Box<T>) -> &T {
-        if !is_in(link_of(after), self.q.id()) {
-            not_in_list();
+        self.w.check_in(after);
+        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box), W3 (checked above).
+        unsafe {
+            self.w.insert(e, |e| {
+                qslist_insert_after_rcu(self.q, NonNull::from(after), e)
+            })
         }
-        let e = adopt::<T, QSListLink>(e);
-        // SAFETY: W1, W2, W3 (checked above).
-        unsafe { qslist_insert_after_rcu(self.q, NonNull::from(after), e) };
-        // SAFETY: as in `insert_head`.
-        unsafe { e.as_ref() }
     }
 
     /// Unlink the first element (`QSLIST_REMOVE_HEAD_RCU`); `None` when empty.
     pub fn remove_head(&mut self) -> Option<Retired<T, F>> {
         // SAFETY: W1 (writer proof).
         let p = unsafe { qslist_remove_head_rcu(self.q) }?;
-        // SAFETY: as in `QListWriter::remove`.
-        Some(unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QSListLink>) })
+        // SAFETY: `p` was just unlinked from this list by this writer.
+        Some(unsafe { self.w.retire(p) })
     }
 
     /// Unlink `e` (`QSLIST_REMOVE_RCU`, a walk from the head) and hand it back, to be
@@ -394,29 +281,14 @@ where
     ///
     /// If `e` is not linked into this list.
     pub fn remove(&mut self, e: &T) -> Retired<T, F> {
-        if !is_in(link_of(e), self.q.id()) {
-            not_in_list();
-        }
-        // SAFETY: W1 (writer proof), W3 (checked above).
-        let p = unsafe { qslist_remove_rcu(self.q, NonNull::from(e)) };
-        // SAFETY: as in `QListWriter::remove`.
-        unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QSListLink>) }
+        // SAFETY: W1 (writer proof), W3 (`remove` checks that `e` is linked here first).
+        unsafe { self.w.remove(e, |e| qslist_remove_rcu(self.q, e)) }
     }
 
     /// Remove every element for which `keep` returns `false`, retiring each through
     /// call_rcu (`QSLIST_FOREACH_SAFE_RCU` + `QSLIST_REMOVE_RCU`). Returns how many.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) -> usize {
-        let mut removed = 0;
-        let mut c = self.cursor();
-        while let Some(e) = c.current() {
-            if keep(e) {
-                c.move_next();
-            } else if let Some(r) = c.remove_current() {
-                r.defer();
-                removed += 1;
-            }
-        }
-        removed
+    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) -> usize {
+        self.w.retain(keep)
     }
 
     /// Remove every element, retiring each through call_rcu. Returns how many.
@@ -428,8 +300,7 @@ where
     pub fn cursor(&mut self) -> QSListCursor<'_, T, F> {
         QSListCursor {
             q: self.q,
-            pos: NonNull::from(&self.q.head().first),
-            _writer: PhantomData,
+            c: self.w.cursor(),
         }
     }
 }
@@ -452,8 +323,7 @@ where
     F: Flavor,
 {
     q: &'w QSList<T, F>,
-    pos: NonNull<AtomicPtr<QSListLink>>,
-    _writer: PhantomData<&'w mut ()>,
+    c: CursorCore<'w, T, QSListLink, F>,
 }
 
 impl<T, F> QSListCursor<'_, T, F>
@@ -461,33 +331,14 @@ where
     T: Linked<QSListLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    #[inline]
-    fn pos(&self) -> &AtomicPtr<QSListLink> {
-        // SAFETY: `pos` is the head's `first` or a linked element's `next`; neither is
-        // freed while the cursor (borrowing the writer) lives.
-        unsafe { self.pos.as_ref() }
-    }
-
     /// The current element, or `None` at the end.
     pub fn current(&self) -> Option<&T> {
-        // Relaxed: writer-side read.
-        let p = self.pos().load(Ordering::Relaxed);
-        // SAFETY: a linked element, freed only after a removal through this cursor
-        // (`&mut self`).
-        unsafe { elem(p) }
+        self.c.current()
     }
 
     /// Move to the next element (or the end). Returns `false` if already at the end.
     pub fn move_next(&mut self) -> bool {
-        // Relaxed: writer-side read.
-        match NonNull::new(self.pos().load(Ordering::Relaxed)) {
-            Some(l) => {
-                // SAFETY: `l` is a linked element's link; this takes its field's address.
-                self.pos = unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*l.as_ptr()).next)) };
-                true
-            }
-            None => false,
-        }
+        self.c.move_next()
     }
 
     /// Insert `e` in front of the current element, or at the end when the cursor is at
@@ -497,11 +348,7 @@ where
     ///
     /// If `e` is already linked.
     pub fn insert_before(&mut self, e: Box<T>) {
-        let e = adopt::<T, QSListLink>(e);
-        // SAFETY: W1 (we borrow the writer), W2 (fresh box); `pos` is a live next field
-        // of this list.
-        let next = unsafe { insert_at(self.q, self.pos, e) };
-        self.pos = next;
+        self.c.insert_before(e)
     }
 
     /// Insert `e` after the current element (`QSLIST_INSERT_AFTER_RCU`).
@@ -510,24 +357,18 @@ where
     ///
     /// At the end of the list, or if `e` is already linked.
     pub fn insert_after(&mut self, e: Box<T>) {
-        // Relaxed: writer-side read.
-        let Some(cur) = NonNull::new(self.pos().load(Ordering::Relaxed)) else {
+        let Some(after) = self.c.current_ptr() else {
             panic!("rcu-queue: QSListCursor::insert_after at the end of the list");
         };
         let e = adopt::<T, QSListLink>(e);
-        // SAFETY: contract 2 of `Linked`, `cur` is a linked element's link.
-        let after = unsafe { T::from_link(cur) };
-        // SAFETY: W1, W2, W3 (linked here).
+        // SAFETY: W1 (we borrow the writer), W2 (fresh box), W3 (linked here).
         unsafe { qslist_insert_after_rcu(self.q, after, e) };
     }
 
     /// Remove the current element in O(1) (`QSLIST_REMOVE_RCU`); the cursor moves to the
     /// next. `None` at the end.
     pub fn remove_current(&mut self) -> Option<Retired<T, F>> {
-        // SAFETY: W1 (we borrow the writer); `pos` is a live next field of this list.
-        let p = unsafe { remove_at(self.pos) }?;
-        // SAFETY: as in `QListWriter::remove`.
-        Some(unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QSListLink>) })
+        self.c.remove_current()
     }
 }
 
@@ -543,67 +384,100 @@ where
 
 // ----- the raw layer (C names) -----
 
-/// Link `elm` at `pos` (the head's `first` or a linked element's `next`) and return its
-/// own `next` field.
-///
-/// # Safety
-///
-/// W1 and W2 of [`qslist_insert_head_rcu`]; `pos` is the head's `first` or the `next`
-/// field of an element linked into `q`.
-unsafe fn insert_at<T, F>(
-    q: &QSList<T, F>,
-    pos: NonNull<AtomicPtr<QSListLink>>,
-    elm: NonNull<T>,
-) -> NonNull<AtomicPtr<QSListLink>>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    // SAFETY: `elm` is live (W2).
-    let el = unsafe { T::link(elm) };
-    // SAFETY: as above; private until published.
-    let new = unsafe { el.as_ref() };
-    if new.is_linked() {
-        already_linked();
-    }
-    // SAFETY: `pos` is live (contract).
-    let pos_ref = unsafe { pos.as_ref() };
-    // Relaxed: writer-side read (W1).
-    let next = pos_ref.load(Ordering::Relaxed);
-    // Relaxed: private until published.
-    new.next.store(next, Ordering::Relaxed);
-    new.owner.store(q.id() | LINKED, Ordering::Relaxed);
-    let new_next = NonNull::from(&new.next);
-    // Release (`qatomic_rcu_set`): publishes the element.
-    pos_ref.store(el.as_ptr(), Ordering::Release);
-    new_next
-}
+impl LinkKind for QSListLink {
+    type Head = QSListHead;
+    /// The `next` field (or the head's `first`) that points at the current element.
+    type Pos = AtomicPtr<QSListLink>;
 
-/// Unlink the element that `pos` points at, if any, and return it.
-///
-/// # Safety
-///
-/// W1 of [`qslist_insert_head_rcu`]; `pos` is the head's `first` or the `next` field of
-/// an element linked into the list; the caller frees the result only after a grace period.
-unsafe fn remove_at<T>(pos: NonNull<AtomicPtr<QSListLink>>) -> Option<NonNull<T>>
-where
-    T: Linked<QSListLink>,
-{
-    // SAFETY: `pos` is live (contract).
-    let pos_ref = unsafe { pos.as_ref() };
-    // Relaxed: writer-side read (W1).
-    let cur = NonNull::new(pos_ref.load(Ordering::Relaxed))?;
-    // SAFETY: `cur` is a linked element's link.
-    let old = unsafe { cur.as_ref() };
-    // Relaxed: writer-side read.
-    let next = old.next.load(Ordering::Relaxed);
-    // Release (QEMU: `qatomic_set`): see the module docs.
-    pos_ref.store(next, Ordering::Release);
-    // Relaxed: writer-only field; the id stays for readers standing on the element.
-    let owner = old.owner.load(Ordering::Relaxed);
-    old.owner.store(owner & !LINKED, Ordering::Relaxed);
-    // SAFETY: `cur` is the link the list stored (contract 2 of `Linked`).
-    Some(unsafe { T::from_link(cur) })
+    fn new_head() -> QSListHead {
+        QSListHead {
+            first: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    #[inline(always)]
+    fn first(head: &QSListHead) -> &AtomicPtr<QSListLink> {
+        &head.first
+    }
+
+    #[inline(always)]
+    fn front(head: &QSListHead, _this: NonNull<QSListHead>) -> NonNull<AtomicPtr<QSListLink>> {
+        NonNull::from(&head.first)
+    }
+
+    #[inline(always)]
+    fn pos_next(pos: &AtomicPtr<QSListLink>) -> &AtomicPtr<QSListLink> {
+        pos
+    }
+
+    /// # Safety
+    ///
+    /// As for `LinkKind::after`.
+    #[inline(always)]
+    unsafe fn after(link: NonNull<QSListLink>) -> NonNull<AtomicPtr<QSListLink>> {
+        // SAFETY: `link` is a live link (contract); this takes its field's address.
+        unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*link.as_ptr()).next)) }
+    }
+
+    /// # Safety
+    ///
+    /// As for `LinkKind::insert_at`.
+    unsafe fn insert_at<T, F>(
+        list: &ListCore<T, QSListLink, F>,
+        pos: NonNull<AtomicPtr<QSListLink>>,
+        elm: NonNull<T>,
+    ) -> NonNull<AtomicPtr<QSListLink>>
+    where
+        T: Linked<QSListLink> + Send + Sync + 'static,
+        F: Flavor,
+    {
+        // SAFETY: `elm` is live (W2).
+        let el = unsafe { T::link(elm) };
+        // SAFETY: as above; private until published.
+        let new = unsafe { el.as_ref() };
+        if new.is_linked() {
+            already_linked();
+        }
+        // SAFETY: `pos` is live (contract).
+        let pos_ref = unsafe { pos.as_ref() };
+        // Relaxed: writer-side read (W1).
+        let next = pos_ref.load(Ordering::Relaxed);
+        // Relaxed: private until published.
+        new.next.store(next, Ordering::Relaxed);
+        new.owner.store(list.id() | LINKED, Ordering::Relaxed);
+        let new_next = NonNull::from(&new.next);
+        // Release (`qatomic_rcu_set`): publishes the element.
+        pos_ref.store(el.as_ptr(), Ordering::Release);
+        new_next
+    }
+
+    /// # Safety
+    ///
+    /// As for `LinkKind::remove_at`.
+    unsafe fn remove_at<T, F>(
+        _list: &ListCore<T, QSListLink, F>,
+        pos: NonNull<AtomicPtr<QSListLink>>,
+    ) -> Option<NonNull<T>>
+    where
+        T: Linked<QSListLink> + Send + Sync + 'static,
+        F: Flavor,
+    {
+        // SAFETY: `pos` is live (contract).
+        let pos_ref = unsafe { pos.as_ref() };
+        // Relaxed: writer-side read (W1).
+        let cur = NonNull::new(pos_ref.load(Ordering::Relaxed))?;
+        // SAFETY: `cur` is a linked element's link.
+        let old = unsafe { cur.as_ref() };
+        // Relaxed: writer-side read.
+        let next = old.next.load(Ordering::Relaxed);
+        // Release (QEMU: `qatomic_set`): see the module docs.
+        pos_ref.store(next, Ordering::Release);
+        // Relaxed: writer-only field; the id stays for readers standing on the element.
+        let owner = old.owner.load(Ordering::Relaxed);
+        old.owner.store(owner & !LINKED, Ordering::Relaxed);
+        // SAFETY: `cur` is the link the list stored (contract 2 of `Linked`).
+        Some(unsafe { T::from_link(cur) })
+    }
 }
 
 /// `QSLIST_INSERT_HEAD_RCU(head, elm, field)`.
@@ -620,7 +494,7 @@ where
     F: Flavor,
 {
     // SAFETY: (1), (2), and the head's `first` is a valid position.
-    unsafe { insert_at(q, NonNull::from(&q.head().first), elm) };
+    unsafe { QSListLink::insert_at(&q.core, q.core.front(), elm) };
 }
 
 /// `QSLIST_INSERT_AFTER_RCU(head, listelm, elm, field)`.
@@ -637,7 +511,7 @@ where
     // SAFETY: `listelm` is live (3); this takes the address of its link's `next`.
     let pos = unsafe { NonNull::from(&T::link(listelm).as_ref().next) };
     // SAFETY: (1), (2), and `pos` is a linked element's `next` (3).
-    unsafe { insert_at(q, pos, elm) };
+    unsafe { QSListLink::insert_at(&q.core, pos, elm) };
 }
 
 /// `QSLIST_REMOVE_HEAD_RCU(head, field)`: unlinks the first element and returns it (as
@@ -654,7 +528,7 @@ where
     F: Flavor,
 {
     // SAFETY: (1), (2); the head's `first` is a valid position.
-    unsafe { remove_at(NonNull::from(&q.head().first)) }
+    unsafe { QSListLink::remove_at(&q.core, q.core.front()) }
 }
 
 /// `QSLIST_REMOVE_RCU(head, elm, type, field)`: walks from the head to `elm`, unlinks
@@ -671,25 +545,10 @@ where
     T: Linked<QSListLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    // SAFETY: `elm` is live (2).
-    let target = unsafe { T::link(elm) }.as_ptr();
-    let mut pos = NonNull::from(&q.head().first);
-    loop {
-        // SAFETY: `pos` is the head's `first` or a linked element's `next`.
-        // Relaxed: writer-side read (1).
-        let cur = unsafe { pos.as_ref() }.load(Ordering::Relaxed);
-        if cur == target {
-            break;
-        }
-        let Some(cur) = NonNull::new(cur) else {
-            // Unreachable under contract 2; the safe API checks it first.
-            not_in_list();
-        };
-        // SAFETY: `cur` is a linked element's link; this takes its field's address.
-        pos = unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*cur.as_ptr()).next)) };
-    }
+    // SAFETY: (1), (2).
+    let pos = unsafe { q.core.pos_of(elm) };
     // SAFETY: (1), (3); `pos` points at `elm`, so the result is `Some`.
-    unsafe { remove_at(pos).unwrap_unchecked() }
+    unsafe { QSListLink::remove_at(&q.core, pos).unwrap_unchecked() }
 }
 
 #[cfg(all(test, not(loom)))]

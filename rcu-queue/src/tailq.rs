@@ -20,12 +20,10 @@ use core::ptr::{self, NonNull};
 
 use rcu_core::{Domain, Flavor, Memb, ReadGuard};
 
-use crate::link::{
-    adopt, already_linked, belongs_to, elem, is_in, link_of, not_in_list, reset_link, wrong_domain,
-    Iter, Linked, LINKED,
-};
+use crate::link::{adopt, already_linked, elem, link_of, Iter, Linked, LINKED};
+use crate::list_core::{CursorCore, LinkKind, ListCore, WriterCore};
 use crate::retired::Retired;
-use crate::sync::{self, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 use crate::QTailQLink;
 
 /// An RCU-protected tail queue of `Box<T>` elements, QEMU's `QTAILQ` with the `*_RCU`
@@ -60,29 +58,7 @@ where
     T: Linked<QTailQLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    head: NonNull<QTailQLink>,
-    domain: Domain<F>,
-    lock: Mutex<()>,
-    _owns: PhantomData<Box<T>>,
-}
-
-// SAFETY: as for `QList`: the queue owns its head and its `Box<T>` elements (`T: Send`);
-// everything shared is atomic.
-unsafe impl<T, F> Send for QTailQ<T, F>
-where
-    T: Linked<QTailQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-}
-
-// SAFETY: as for `QList`: readers on any thread get `&T` (`T: Sync`), writers on any
-// thread hand removed elements to other threads (`T: Send`); writers are serialized by
-// the writer proof and every shared field is an atomic or the mutex.
-unsafe impl<T, F> Sync for QTailQ<T, F>
-where
-    T: Linked<QTailQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
+    core: ListCore<T, QTailQLink, F>,
 }
 
 #[cfg(not(loom))]
@@ -114,42 +90,15 @@ where
     /// An empty queue whose readers use `domain`'s guards and whose removed elements
     /// wait for `domain`'s grace periods.
     pub fn new_in(domain: &Domain<F>) -> Self {
-        // SAFETY: `Box::into_raw` never returns null.
-        let head = unsafe { NonNull::new_unchecked(Box::into_raw(Box::new(QTailQLink::new()))) };
-        // SAFETY: `head` is live; nobody else knows it yet.
-        let h = unsafe { head.as_ref() };
-        // Relaxed: the queue is not shared yet. Empty: `tqh_circ.tql_prev = &tqh_circ`.
-        h.prev.store(head.as_ptr(), Ordering::Relaxed);
         QTailQ {
-            head,
-            domain: domain.clone(),
-            lock: Mutex::new(()),
-            _owns: PhantomData,
+            core: ListCore::new_in(domain),
         }
     }
 
     /// The domain whose guards protect readers and whose grace periods free removed
     /// elements.
     pub fn domain(&self) -> &Domain<F> {
-        &self.domain
-    }
-
-    #[inline(always)]
-    fn head(&self) -> &QTailQLink {
-        // SAFETY: `head` is the live box allocated in `new_in`, freed only in `drop`.
-        unsafe { self.head.as_ref() }
-    }
-
-    #[inline(always)]
-    fn id(&self) -> usize {
-        self.head.as_ptr() as usize
-    }
-
-    #[inline(always)]
-    fn check_guard(&self, guard: &ReadGuard<'_, F>) {
-        if !guard.is_of(&self.domain) {
-            wrong_domain();
-        }
+        self.core.domain()
     }
 
     // ----- reader side -----
@@ -161,9 +110,7 @@ where
     /// If `guard` belongs to another domain than the queue's.
     #[inline]
     pub fn is_empty(&self, guard: &ReadGuard<'_, F>) -> bool {
-        self.check_guard(guard);
-        // Relaxed (QEMU: `qatomic_read`): nothing is dereferenced.
-        self.head().next.load(Ordering::Relaxed).is_null()
+        self.core.is_empty(guard)
     }
 
     /// The first element (`QTAILQ_FIRST_RCU`).
@@ -173,13 +120,7 @@ where
     /// If `guard` belongs to another domain than the queue's.
     #[inline]
     pub fn first<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.check_guard(guard);
-        // Acquire (`qatomic_rcu_read`): pairs with the Release store that published it.
-        let p = self.head().next.load(Ordering::Acquire);
-        // SAFETY: as in `QList::first`: owned by the queue (borrowed for 'g) or removed
-        // during the critical section and freed only after a grace period of our domain,
-        // which `guard` (checked) holds off.
-        unsafe { elem(p) }
+        self.core.first(guard)
     }
 
     /// The element after `elem` (`QTAILQ_NEXT_RCU`); works on an element removed during
@@ -191,15 +132,7 @@ where
     /// element of this queue.
     #[inline]
     pub fn next<'g>(&'g self, elem: &'g T, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.check_guard(guard);
-        let link = link_of(elem);
-        if !belongs_to(link, self.id()) {
-            not_in_list();
-        }
-        // Acquire (`qatomic_rcu_read`): as in `first`.
-        let p = link.next.load(Ordering::Acquire);
-        // SAFETY: as in `QList::next`.
-        unsafe { crate::link::elem(p) }
+        self.core.next(elem, guard)
     }
 
     /// Iterate front to back (`QTAILQ_FOREACH_RCU`, also `QTAILQ_FOREACH_SAFE_RCU`).
@@ -209,11 +142,7 @@ where
     /// If `guard` belongs to another domain than the queue's.
     #[inline]
     pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Iter<'g, T, QTailQLink> {
-        self.check_guard(guard);
-        // Acquire (`qatomic_rcu_read`): as in `first`.
-        let first = self.head().next.load(Ordering::Acquire);
-        // SAFETY: as in `QList::iter`.
-        unsafe { Iter::new(first) }
+        self.core.iter(guard)
     }
 
     // ----- writer side -----
@@ -222,18 +151,15 @@ where
     pub fn lock(&self) -> QTailQWriter<'_, T, F> {
         QTailQWriter {
             q: self,
-            _guard: Some(sync::lock(&self.lock)),
-            _not_send: PhantomData,
+            w: self.core.lock(),
         }
     }
 
     /// A writer from exclusive access.
     pub fn get_mut(&mut self) -> QTailQWriter<'_, T, F> {
-        QTailQWriter {
-            q: self,
-            _guard: None,
-            _not_send: PhantomData,
-        }
+        // SAFETY: `&mut self` is exclusive access: no other writer runs while the writer
+        // lives, and every earlier access happens-before it.
+        unsafe { self.lock_unchecked() }
     }
 
     /// A writer without taking the lock.
@@ -246,33 +172,9 @@ where
     pub unsafe fn lock_unchecked(&self) -> QTailQWriter<'_, T, F> {
         QTailQWriter {
             q: self,
-            _guard: None,
-            _not_send: PhantomData,
+            // SAFETY: the caller's contract is that of `ListCore::lock_unchecked`.
+            w: unsafe { self.core.lock_unchecked() },
         }
-    }
-}
-
-impl<T, F> Drop for QTailQ<T, F>
-where
-    T: Linked<QTailQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn drop(&mut self) {
-        // As for `QList`: nobody else can reach the queue or its elements any more.
-        // Relaxed: `&mut self`, every other access happens-before this.
-        let mut p = self.head().next.load(Ordering::Relaxed);
-        while let Some(l) = NonNull::new(p) {
-            // SAFETY: `l` is the link of an element owned by the queue (invariant).
-            p = unsafe { l.as_ref() }.next.load(Ordering::Relaxed);
-            // SAFETY: contract 2 of `Linked`.
-            let e = unsafe { T::from_link(l) };
-            // SAFETY: nobody else can reach the element.
-            unsafe { reset_link::<T, QTailQLink>(e) };
-            // SAFETY: the element came from `Box::into_raw` and the queue owned it.
-            drop(unsafe { Box::from_raw(e.as_ptr()) });
-        }
-        // SAFETY: the head came from `Box::into_raw` in `new_in` and is freed only here.
-        drop(unsafe { Box::from_raw(self.head.as_ptr()) });
     }
 }
 
@@ -296,8 +198,7 @@ where
     F: Flavor,
 {
     q: &'a QTailQ<T, F>,
-    _guard: Option<MutexGuard<'a, ()>>,
-    _not_send: PhantomData<*mut ()>,
+    w: WriterCore<'a, T, QTailQLink, F>,
 }
 
 impl<'a, T, F> QTailQWriter<'a, T, F>
@@ -312,28 +213,23 @@ where
 
     /// Whether the queue is empty.
     pub fn is_empty(&self) -> bool {
-        // Relaxed: writers are serialized (writer proof).
-        self.q.head().next.load(Ordering::Relaxed).is_null()
+        self.w.is_empty()
     }
 
     /// The first element.
     pub fn first(&self) -> Option<&T> {
-        // Relaxed: as in `is_empty`.
-        let p = self.q.head().next.load(Ordering::Relaxed);
-        // SAFETY: as in `QListWriter::first`: linked elements are freed only after a
-        // removal, which needs `&mut self`.
-        unsafe { elem(p) }
+        self.w.first()
     }
 
     /// The last element (`QTAILQ_LAST`; writer only).
     pub fn last(&self) -> Option<&T> {
-        // Relaxed: as in `is_empty`.
-        let p = self.q.head().prev.load(Ordering::Relaxed);
-        if p == self.q.head.as_ptr() {
+        // Relaxed: writer-only field, read by the writer (serialized by the writer proof).
+        let p = self.q.core.head().prev.load(Ordering::Relaxed);
+        if p == self.q.core.head_ptr().as_ptr() {
             return None;
         }
-        // SAFETY: `tqh_circ.tql_prev` is the last element's link when not the head; as in
-        // `first`.
+        // SAFETY: `tqh_circ.tql_prev` is the last element's link when not the head, linked
+        // and so freed only after a removal, which needs `&mut self` (as in `first`).
         unsafe { elem(p) }
     }
 
@@ -343,14 +239,7 @@ where
     ///
     /// If `e` is not linked into this queue.
     pub fn next(&self, e: &T) -> Option<&T> {
-        let link = link_of(e);
-        if !is_in(link, self.q.id()) {
-            not_in_list();
-        }
-        // Relaxed: as in `is_empty`.
-        let p = link.next.load(Ordering::Relaxed);
-        // SAFETY: `e` is linked, so its successor is too: as in `first`.
-        unsafe { elem(p) }
+        self.w.next(e)
     }
 
     /// The element before `e` (`QTAILQ_PREV`; writer only).
@@ -359,13 +248,10 @@ where
     ///
     /// If `e` is not linked into this queue.
     pub fn prev(&self, e: &T) -> Option<&T> {
-        let link = link_of(e);
-        if !is_in(link, self.q.id()) {
-            not_in_list();
-        }
+        self.w.check_in(e);
         // Relaxed: writer-only field.
-        let p = link.prev.load(Ordering::Relaxed);
-        if p == self.q.head.as_ptr() {
+        let p = link_of(e).prev.load(Ordering::Relaxed);
+        if p == self.q.core.head_ptr().as_ptr() {
             return None;
         }
         // SAFETY: the `prev` of a linked element is the previous element's link when it
@@ -375,25 +261,22 @@ where
 
     /// Iterate front to back (writer side).
     pub fn iter(&self) -> Iter<'_, T, QTailQLink> {
-        // Relaxed: as in `is_empty`.
-        let first = self.q.head().next.load(Ordering::Relaxed);
-        // SAFETY: as in `QListWriter::iter`.
-        unsafe { Iter::new(first) }
+        self.w.iter()
     }
 
     /// Iterate back to front (`QTAILQ_FOREACH_REVERSE`; writer only).
     pub fn iter_rev(&self) -> RevIter<'_, T> {
         RevIter {
-            // Relaxed: as in `is_empty`.
-            cur: self.q.head().prev.load(Ordering::Relaxed),
-            head: self.q.head.as_ptr(),
+            // Relaxed: as in `last`.
+            cur: self.q.core.head().prev.load(Ordering::Relaxed),
+            head: self.q.core.head_ptr().as_ptr(),
             _marker: PhantomData,
         }
     }
 
     /// The number of elements (a walk).
     pub fn len(&self) -> usize {
-        self.iter().count()
+        self.w.len()
     }
 
     /// Insert `e` at the front (`QTAILQ_INSERT_HEAD_RCU`); returns it.
@@ -402,11 +285,8 @@ where
     ///
     /// If `e` is already linked.
     pub fn insert_head(&mut self, e: Box<T>) -> &T {
-        let e = adopt::<T, QTailQLink>(e);
-        // SAFETY: W1 (writer proof), W2 (fresh box).
-        unsafe { qtailq_insert_head_rcu(self.q, e) };
-        // SAFETY: owned by the queue and linked while `self` is borrowed.
-        unsafe { e.as_ref() }
+        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box).
+        unsafe { self.w.insert(e, |e| qtailq_insert_head_rcu(self.q, e)) }
     }
 
     /// Insert `e` at the back (`QTAILQ_INSERT_TAIL_RCU`); returns it.
@@ -415,11 +295,8 @@ where
     ///
     /// If `e` is already linked.
     pub fn insert_tail(&mut self, e: Box<T>) -> &T {
-        let e = adopt::<T, QTailQLink>(e);
-        // SAFETY: W1 (writer proof), W2 (fresh box).
-        unsafe { qtailq_insert_tail_rcu(self.q, e) };
-        // SAFETY: as in `insert_head`.
-        unsafe { e.as_ref() }
+        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box).
+        unsafe { self.w.insert(e, |e| qtailq_insert_tail_rcu(self.q, e)) }
     }
 
     /// Insert `e` after `after` (`QTAILQ_INSERT_AFTER_RCU`); returns it.
@@ -428,14 +305,13 @@ where
     ///
     /// If `after` is not linked into this queue, or `e` is already linked.
     pub fn insert_after(&mut self, after: &T, e: Box<T>) -> &T {
-        if !is_in(link_of(after), self.q.id()) {
-            not_in_list();
+        self.w.check_in(after);
+        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box), W3 (checked above).
+        unsafe {
+            self.w.insert(e, |e| {
+                qtailq_insert_after_rcu(self.q, NonNull::from(after), e)
+            })
         }
-        let e = adopt::<T, QTailQLink>(e);
-        // SAFETY: W1, W2, W3 (checked above).
-        unsafe { qtailq_insert_after_rcu(self.q, NonNull::from(after), e) };
-        // SAFETY: as in `insert_head`.
-        unsafe { e.as_ref() }
     }
 
     /// Insert `e` before `before` (`QTAILQ_INSERT_BEFORE_RCU`); returns it.
@@ -444,14 +320,12 @@ where
     ///
     /// If `before` is not linked into this queue, or `e` is already linked.
     pub fn insert_before(&mut self, before: &T, e: Box<T>) -> &T {
-        if !is_in(link_of(before), self.q.id()) {
-            not_in_list();
+        self.w.check_in(before);
+        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box), W3 (checked above).
+        unsafe {
+            self.w
+                .insert(e, |e| qtailq_insert_before_rcu(NonNull::from(before), e))
         }
-        let e = adopt::<T, QTailQLink>(e);
-        // SAFETY: W1, W2, W3 (checked above).
-        unsafe { qtailq_insert_before_rcu(NonNull::from(before), e) };
-        // SAFETY: as in `insert_head`.
-        unsafe { e.as_ref() }
     }
 
     /// Unlink `e` (`QTAILQ_REMOVE_RCU`; its `prev` becomes null, "not in a list") and
@@ -461,29 +335,14 @@ where
     ///
     /// If `e` is not linked into this queue.
     pub fn remove(&mut self, e: &T) -> Retired<T, F> {
-        if !is_in(link_of(e), self.q.id()) {
-            not_in_list();
-        }
-        // SAFETY: W1 (writer proof), W3 (checked above).
-        let p = unsafe { qtailq_remove_rcu(self.q, NonNull::from(e)) };
-        // SAFETY: as in `QListWriter::remove`.
-        unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QTailQLink>) }
+        // SAFETY: W1 (writer proof), W3 (`remove` checks that `e` is linked here first).
+        unsafe { self.w.remove(e, |e| qtailq_remove_rcu(self.q, e)) }
     }
 
     /// Remove every element for which `keep` returns `false`, retiring each through
     /// call_rcu (`QTAILQ_FOREACH_SAFE_RCU` + `QTAILQ_REMOVE_RCU`). Returns how many.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) -> usize {
-        let mut removed = 0;
-        let mut c = self.cursor();
-        while let Some(e) = c.current() {
-            if keep(e) {
-                c.move_next();
-            } else if let Some(r) = c.remove_current() {
-                r.defer();
-                removed += 1;
-            }
-        }
-        removed
+    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) -> usize {
+        self.w.retain(keep)
     }
 
     /// Remove every element, retiring each through call_rcu. Returns how many.
@@ -495,8 +354,7 @@ where
     pub fn cursor(&mut self) -> QTailQCursor<'_, T, F> {
         QTailQCursor {
             q: self.q,
-            pos: self.q.head,
-            _writer: PhantomData,
+            c: self.w.cursor(),
         }
     }
 }
@@ -550,8 +408,7 @@ where
     F: Flavor,
 {
     q: &'w QTailQ<T, F>,
-    pos: NonNull<QTailQLink>,
-    _writer: PhantomData<&'w mut ()>,
+    c: CursorCore<'w, T, QTailQLink, F>,
 }
 
 impl<T, F> QTailQCursor<'_, T, F>
@@ -559,32 +416,14 @@ where
     T: Linked<QTailQLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    #[inline]
-    fn pos(&self) -> &QTailQLink {
-        // SAFETY: `pos` is the head or a linked element's link; neither is freed while the
-        // cursor (borrowing the writer) lives, and `remove_current` never removes `pos`.
-        unsafe { self.pos.as_ref() }
-    }
-
     /// The current element, or `None` at the end.
     pub fn current(&self) -> Option<&T> {
-        // Relaxed: writer-side read.
-        let p = self.pos().next.load(Ordering::Relaxed);
-        // SAFETY: a linked element, freed only after a removal through this cursor, which
-        // takes `&mut self`.
-        unsafe { elem(p) }
+        self.c.current()
     }
 
     /// Move to the next element (or the end). Returns `false` if already at the end.
     pub fn move_next(&mut self) -> bool {
-        // Relaxed: writer-side read.
-        match NonNull::new(self.pos().next.load(Ordering::Relaxed)) {
-            Some(l) => {
-                self.pos = l;
-                true
-            }
-            None => false,
-        }
+        self.c.move_next()
     }
 
     /// Insert `e` in front of the current element, or at the back when the cursor is at
@@ -594,28 +433,7 @@ where
     ///
     /// If `e` is already linked.
     pub fn insert_before(&mut self, e: Box<T>) {
-        let e = adopt::<T, QTailQLink>(e);
-        // SAFETY: `e` is a live box.
-        let el = unsafe { T::link(e) };
-        // SAFETY: as above; still private.
-        let new = unsafe { el.as_ref() };
-        let pos = self.pos();
-        // Relaxed: writer-side read.
-        let cur = pos.next.load(Ordering::Relaxed);
-        // Relaxed: private until published.
-        new.next.store(cur, Ordering::Relaxed);
-        new.prev.store(self.pos.as_ptr(), Ordering::Relaxed);
-        new.owner.store(self.q.id() | LINKED, Ordering::Relaxed);
-        // Release (`qatomic_rcu_set`): publishes the element.
-        pos.next.store(el.as_ptr(), Ordering::Release);
-        let fix = match NonNull::new(cur) {
-            // SAFETY: `c` is a linked element's link.
-            Some(c) => unsafe { &c.as_ref().prev },
-            None => &self.q.head().prev,
-        };
-        // Relaxed: writer-only field.
-        fix.store(el.as_ptr(), Ordering::Relaxed);
-        self.pos = el;
+        self.c.insert_before(e)
     }
 
     /// Insert `e` after the current element (`QTAILQ_INSERT_AFTER_RCU`).
@@ -624,13 +442,10 @@ where
     ///
     /// At the end of the queue, or if `e` is already linked.
     pub fn insert_after(&mut self, e: Box<T>) {
-        // Relaxed: writer-side read.
-        let Some(cur) = NonNull::new(self.pos().next.load(Ordering::Relaxed)) else {
+        let Some(after) = self.c.current_ptr() else {
             panic!("rcu-queue: QTailQCursor::insert_after at the end of the queue");
         };
         let e = adopt::<T, QTailQLink>(e);
-        // SAFETY: contract 2 of `Linked`, `cur` is a linked element's link.
-        let after = unsafe { T::from_link(cur) };
         // SAFETY: W1 (we borrow the writer), W2 (fresh box), W3 (linked here).
         unsafe { qtailq_insert_after_rcu(self.q, after, e) };
     }
@@ -638,14 +453,7 @@ where
     /// Remove the current element (`QTAILQ_REMOVE_RCU`); the cursor moves to the next.
     /// `None` at the end.
     pub fn remove_current(&mut self) -> Option<Retired<T, F>> {
-        // Relaxed: writer-side read.
-        let cur = NonNull::new(self.pos().next.load(Ordering::Relaxed))?;
-        // SAFETY: `cur` is a linked element's link.
-        let e = unsafe { T::from_link(cur) };
-        // SAFETY: W1, W3; `pos` is the previous link, which stays.
-        let p = unsafe { qtailq_remove_rcu(self.q, e) };
-        // SAFETY: as in `QListWriter::remove`.
-        Some(unsafe { Retired::new(p, self.q.domain.clone(), reset_link::<T, QTailQLink>) })
+        self.c.remove_current()
     }
 }
 
@@ -660,6 +468,102 @@ where
 }
 
 // ----- the raw layer (C names) -----
+
+/// The head is a link: `next` is the first element, `prev` the last element's link (or the
+/// head itself when empty), as QEMU's `tqh_circ`.
+impl LinkKind for QTailQLink {
+    type Head = QTailQLink;
+    /// The link (head or element) whose `next` points at the current element.
+    type Pos = QTailQLink;
+
+    fn new_head() -> QTailQLink {
+        QTailQLink::new()
+    }
+
+    fn init_head(h: &QTailQLink, this: NonNull<QTailQLink>) {
+        // Relaxed: the queue is not shared yet. Empty: `tqh_circ.tql_prev = &tqh_circ`.
+        h.prev.store(this.as_ptr(), Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    fn first(head: &QTailQLink) -> &AtomicPtr<QTailQLink> {
+        &head.next
+    }
+
+    #[inline(always)]
+    fn front(_head: &QTailQLink, this: NonNull<QTailQLink>) -> NonNull<QTailQLink> {
+        this
+    }
+
+    #[inline(always)]
+    fn pos_next(pos: &QTailQLink) -> &AtomicPtr<QTailQLink> {
+        &pos.next
+    }
+
+    /// # Safety
+    ///
+    /// As for `LinkKind::after`.
+    #[inline(always)]
+    unsafe fn after(link: NonNull<QTailQLink>) -> NonNull<QTailQLink> {
+        link
+    }
+
+    /// # Safety
+    ///
+    /// As for `LinkKind::insert_at`.
+    unsafe fn insert_at<T, F>(
+        list: &ListCore<T, QTailQLink, F>,
+        pos: NonNull<QTailQLink>,
+        elm: NonNull<T>,
+    ) -> NonNull<QTailQLink>
+    where
+        T: Linked<QTailQLink> + Send + Sync + 'static,
+        F: Flavor,
+    {
+        // SAFETY: `elm` is a live box (W2).
+        let el = unsafe { T::link(elm) };
+        // SAFETY: as above; still private.
+        let new = unsafe { el.as_ref() };
+        // SAFETY: `pos` is the head or a linked element's link (contract), live.
+        let pos_ref = unsafe { pos.as_ref() };
+        // Relaxed: writer-side read.
+        let cur = pos_ref.next.load(Ordering::Relaxed);
+        // Relaxed: private until published.
+        new.next.store(cur, Ordering::Relaxed);
+        new.prev.store(pos.as_ptr(), Ordering::Relaxed);
+        new.owner.store(list.id() | LINKED, Ordering::Relaxed);
+        // Release (`qatomic_rcu_set`): publishes the element.
+        pos_ref.next.store(el.as_ptr(), Ordering::Release);
+        let fix = match NonNull::new(cur) {
+            // SAFETY: `c` is a linked element's link.
+            Some(c) => unsafe { &c.as_ref().prev },
+            None => &list.head().prev,
+        };
+        // Relaxed: writer-only field.
+        fix.store(el.as_ptr(), Ordering::Relaxed);
+        el
+    }
+
+    /// # Safety
+    ///
+    /// As for `LinkKind::remove_at`.
+    unsafe fn remove_at<T, F>(
+        list: &ListCore<T, QTailQLink, F>,
+        pos: NonNull<QTailQLink>,
+    ) -> Option<NonNull<T>>
+    where
+        T: Linked<QTailQLink> + Send + Sync + 'static,
+        F: Flavor,
+    {
+        // SAFETY: `pos` is live (contract).
+        // Relaxed: writer-side read.
+        let cur = NonNull::new(unsafe { pos.as_ref() }.next.load(Ordering::Relaxed))?;
+        // SAFETY: `cur` is a linked element's link.
+        let e = unsafe { T::from_link(cur) };
+        // SAFETY: W1 (contract), W3; `pos` is the previous link, which stays.
+        Some(unsafe { unlink(list.head(), e) })
+    }
+}
 
 /// Prepare a private element's link; panics if it is already linked.
 ///
@@ -701,13 +605,14 @@ where
 {
     // SAFETY: (2).
     let (el, new) = unsafe { fresh(elm) };
-    let head = q.head();
+    let head = q.core.head();
     // Relaxed: writer-side read (1).
     let first = head.next.load(Ordering::Relaxed);
     // Relaxed: private until published.
     new.next.store(first, Ordering::Relaxed);
-    new.prev.store(q.head.as_ptr(), Ordering::Relaxed);
-    new.owner.store(q.id() | LINKED, Ordering::Relaxed);
+    new.prev
+        .store(q.core.head_ptr().as_ptr(), Ordering::Relaxed);
+    new.owner.store(q.core.id() | LINKED, Ordering::Relaxed);
     let fix = match NonNull::new(first) {
         // SAFETY: `f` is the first element's link.
         Some(f) => unsafe { &f.as_ref().prev },
@@ -731,13 +636,13 @@ where
 {
     // SAFETY: (2).
     let (el, new) = unsafe { fresh(elm) };
-    let head = q.head();
+    let head = q.core.head();
     // Relaxed: writer-side read (1).
     let last = head.prev.load(Ordering::Relaxed);
     // Relaxed: private until published.
     new.next.store(ptr::null_mut(), Ordering::Relaxed);
     new.prev.store(last, Ordering::Relaxed);
-    new.owner.store(q.id() | LINKED, Ordering::Relaxed);
+    new.owner.store(q.core.id() | LINKED, Ordering::Relaxed);
     // SAFETY: `tql_prev` of the head is the last element's link or the head itself, both
     // live.
     let last = unsafe { &*last };
@@ -776,7 +681,7 @@ where
     let fix = match NonNull::new(next) {
         // SAFETY: `n` is a linked element's link.
         Some(n) => unsafe { &n.as_ref().prev },
-        None => &q.head().prev,
+        None => &q.core.head().prev,
     };
     // Relaxed: writer-only field.
     fix.store(el.as_ptr(), Ordering::Relaxed);
@@ -829,6 +734,16 @@ where
     T: Linked<QTailQLink> + Send + Sync + 'static,
     F: Flavor,
 {
+    // SAFETY: the caller's contract, for `q`'s head.
+    unsafe { unlink(q.core.head(), elm) }
+}
+
+/// The body of [`qtailq_remove_rcu`], for the queue whose head is `head`.
+///
+/// # Safety
+///
+/// As for [`qtailq_remove_rcu`], with `head` the head of the queue that holds `elm`.
+unsafe fn unlink<T: Linked<QTailQLink>>(head: &QTailQLink, elm: NonNull<T>) -> NonNull<T> {
     // SAFETY: (2).
     let old = unsafe { T::link(elm).as_ref() };
     // Relaxed: writer-side reads (1).
@@ -841,7 +756,7 @@ where
     let fix = match NonNull::new(next) {
         // SAFETY: `n` is a linked element's link.
         Some(n) => unsafe { &n.as_ref().prev },
-        None => &q.head().prev,
+        None => &head.prev,
     };
     // Relaxed: writer-only field.
     fix.store(prev, Ordering::Relaxed);
