@@ -94,4 +94,4 @@ pub use qemu_file::{
     SectionKind, MAX_CONFIGURATION_CAPABILITIES, MAX_CONFIGURATION_NAME_LEN, MAX_VMDESC_LEN,
     QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION,
 };
-pub use ram_list::{GuestRange, RamList, RamListWriter, RAM_OFFSET_ALIGN};
+pub use ram_list::{GuestRange, RamList, RamListWriter, Translator, RAM_OFFSET_ALIGN};

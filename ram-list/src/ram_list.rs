@@ -31,6 +31,7 @@
 //! clear). Only then is the block unmapped. A removed block also carries a `retired` flag,
 //! so a stale hint is not used as a hit even before it is cleared.
 
+use core::cell::Cell;
 use core::fmt;
 use core::ops::ControlFlow;
 use core::ptr::{self, NonNull};
@@ -215,6 +216,15 @@ impl<F: Flavor> RamList<F> {
         self.lookup(addr, guard)
             .map(|b| (b, addr - b.offset()))
             .ok_or(RamError::NoBlock { addr })
+    }
+
+    /// A per-thread translation cache over this list, for a thread that translates many
+    /// addresses (a vCPU): see [`Translator`].
+    pub fn translator(&self) -> Translator<'_, F> {
+        Translator {
+            list: self,
+            cached: Cell::new((0, ptr::null())),
+        }
     }
 
     /// The block whose host memory contains `host`, and the offset in it
@@ -424,6 +434,130 @@ impl<F: Flavor> fmt::Debug for RamList<F> {
 #[inline(never)]
 fn wrong_domain() -> ! {
     panic!("ram-list: the read guard belongs to another domain than this RamList")
+}
+
+/// A per-thread address-translation cache over a [`RamList`]: the last block this
+/// translator found, kept *across* read-side critical sections and validated by the
+/// list's `version`, like a vCPU's own TLB entry.
+///
+/// [`RamList::lookup`] is QEMU's `qemu_get_ram_block`: its `mru_block` hint is shared by
+/// every thread, and a miss *writes* it, so two threads translating addresses of
+/// different blocks keep stealing that cache line from each other. A translator's hint is
+/// private: a hit reads only the list's `version` (written by hotplug, not by readers)
+/// and the block itself, and a miss walks the list without writing anything shared. Only
+/// RCU makes this possible: a mutex-protected list could not let a thread keep a block
+/// pointer between two lock sections, since the block may be freed in between.
+///
+/// ```
+/// use rcu_core::rcu_read_lock;
+/// use ram_list::RamList;
+///
+/// let ram = RamList::new();
+/// let pc_ram = ram.alloc_named("pc.ram", 1 << 20).unwrap();
+/// let tlb = ram.translator(); // one per vCPU thread
+/// for i in 0..4u64 {
+///     let guard = rcu_read_lock();
+///     let (block, offset) = tlb.translate(pc_ram + i * 4096, &guard).unwrap();
+///     assert_eq!((block.idstr(), offset), ("pc.ram", i * 4096));
+/// }
+/// ram.unplug(pc_ram).unwrap(); // bumps the version: the cached block is dropped
+/// assert!(tlb.lookup(pc_ram, &rcu_read_lock()).is_none());
+/// ```
+///
+/// # Why a cached pointer is safe to use
+///
+/// The cache holds `(v, b)`: `b` was found in the list in a critical section that had
+/// read `version == v` *before* walking the list. A writer that removes `b` bumps the
+/// version (Release) after unlinking it and before handing it to `call_rcu`, so `b` is
+/// freed only after a grace period that starts after that bump. A later critical section
+/// that still reads `version == v` did not see the bump, so it began before that grace
+/// period started (a section that begins after it sees every store made before it), and
+/// the grace period waits for it: `b` is alive for the whole section. Any other list
+/// change also bumps the version, which just empties the cache.
+pub struct Translator<'l, F: Flavor = Memb> {
+    list: &'l RamList<F>,
+    /// `(version, block)`: the version read before the walk that found `block`.
+    cached: Cell<(u64, *const RamBlock)>,
+}
+
+// SAFETY: the cached pointer is only dereferenced after the version check above, in
+// whatever thread the translator is used; moving the translator moves no access to the
+// block. (`Cell` keeps it `!Sync`: one thread uses it at a time.)
+unsafe impl<F: Flavor> Send for Translator<'_, F> where RamList<F>: Sync {}
+
+impl<'l, F: Flavor> Translator<'l, F> {
+    /// The block containing ram address `addr`: the cached block if the list has not
+    /// changed since it was found and it contains `addr`, else a walk of the list (whose
+    /// result is cached). `None` for an address in no block. Never writes shared memory.
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the list's.
+    #[inline]
+    pub fn lookup<'g>(&'g self, addr: u64, guard: &'g ReadGuard<'_, F>) -> Option<&'g RamBlock> {
+        self.list.check_guard(guard);
+        let (v, p) = self.cached.get();
+        // Acquire: pairs with the writers' Release bump (see `RamList::version`); read
+        // before the walk below, which is what makes caching its result sound.
+        let now = self.list.version.load(Ordering::Acquire);
+        if now == v && !p.is_null() {
+            // SAFETY: `p` was found in the list in a critical section that read version
+            // `v` before its walk, and this one reads `v` again: the grace period after
+            // any removal of the block waits for this section (type docs), and `guard`
+            // (of the list's domain, checked above) keeps the section open for 'g.
+            let b = unsafe { &*p };
+            if b.contains(addr) {
+                return Some(b);
+            }
+        }
+        self.walk(addr, now, guard)
+    }
+
+    #[inline(never)]
+    fn walk<'g>(
+        &'g self,
+        addr: u64,
+        now: u64,
+        guard: &'g ReadGuard<'_, F>,
+    ) -> Option<&'g RamBlock> {
+        let b = self.list.blocks.iter(guard).find(|b| b.contains(addr))?;
+        // Relaxed `retired`: advisory, as in `lookup_slow`; a block being removed is not
+        // worth caching (the version check would reject it soon anyway).
+        if !b.retired.load(Ordering::Relaxed) {
+            self.cached.set((now, ptr::from_ref(b)));
+        }
+        Some(b)
+    }
+
+    /// The block containing `addr` and the offset of `addr` in it, or
+    /// [`RamError::NoBlock`]; as [`RamList::translate`], through the cache.
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the list's.
+    #[inline]
+    pub fn translate<'g>(
+        &'g self,
+        addr: u64,
+        guard: &'g ReadGuard<'_, F>,
+    ) -> Result<(&'g RamBlock, u64), RamError> {
+        self.lookup(addr, guard)
+            .map(|b| (b, addr - b.offset()))
+            .ok_or(RamError::NoBlock { addr })
+    }
+
+    /// The list this translator reads.
+    pub fn list(&self) -> &'l RamList<F> {
+        self.list
+    }
+}
+
+impl<F: Flavor> fmt::Debug for Translator<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Translator")
+            .field("cached_version", &self.cached.get().0)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A range of guest memory inside one block (`qemu_ram_ptr_length`'s result).
@@ -792,6 +926,41 @@ mod tests {
                 f();
             }
         });
+    }
+
+    /// A translator hits its cached block across critical sections without touching the
+    /// shared hint, and drops the cache on any list change: a block unplugged and another
+    /// allocated at the same ram address is found anew.
+    #[test]
+    fn translator_caches_across_sections_and_revalidates_on_version() {
+        let (d, l) = setup();
+        let r = d.register();
+        let pc = l.alloc_named("pc.ram", MIB).unwrap();
+        let x = l.alloc_named("x", 256 * KIB).unwrap();
+        let tlb = l.translator();
+        {
+            let g = r.read_lock();
+            assert_eq!(tlb.lookup(pc + 5, &g).unwrap().idstr(), "pc.ram");
+            assert_eq!(tlb.translate(x + 4096, &g).unwrap().1, 4096);
+            assert!(tlb.lookup(l.last_ram_offset(&g) + MIB, &g).is_none());
+        }
+        // Walks never store the shared `mru_block` hint.
+        assert!(l.mru.load(Ordering::Relaxed).is_null());
+        let v = l.version();
+        {
+            let g = r.read_lock();
+            let b = tlb.lookup(x + 8, &g).unwrap();
+            assert_eq!(tlb.cached.get(), (v, ptr::from_ref(b)));
+        }
+        l.unplug(x).unwrap();
+        let y = l.alloc_named("y", 256 * KIB).unwrap();
+        assert_eq!(y, x, "best fit reuses the hole");
+        let g = r.read_lock();
+        assert_eq!(tlb.lookup(x + 8, &g).unwrap().idstr(), "y");
+        assert_eq!(tlb.cached.get().0, l.version());
+        drop(g);
+        d.barrier();
+        d.barrier();
     }
 
     /// The interleaving QEMU's `qemu_get_ram_block` comment misses, forced: a reader finds

@@ -178,9 +178,12 @@ fn build_machine(args: &DemoArgs, domain: &Domain<Memb>) -> Result<Vm, DemoError
 }
 
 /// A vCPU: batches of guest accesses, each translated through the RamList under one RCU
-/// read-side critical section, writes marking pages dirty.
+/// read-side critical section, writes marking pages dirty. Translation goes through the
+/// vCPU's own [`ram_list::Translator`] (its one-entry TLB, revalidated by the list's
+/// version), so vCPUs write nothing shared to translate, not even QEMU's `mru_block`.
 fn vcpu(vm: &Vm, id: u64, args: &DemoArgs) {
     let reader = vm.domain.register();
+    let tlb = vm.src.translator();
     let mut rng = Rng::new(args.seed ^ (id + 1).wrapping_mul(0x1234_5678_9abc));
     let ram_pages = args.ram_mib * MIB / PAGE_SIZE;
     let vga_pages = (args.vga_mib * MIB / PAGE_SIZE).min(512);
@@ -212,7 +215,7 @@ fn vcpu(vm: &Vm, id: u64, args: &DemoArgs) {
                         } else {
                             vm.bios + rng.below(256 * KIB / 8) * 8
                         };
-                        match vm.src.lookup(addr, &g) {
+                        match tlb.lookup(addr, &g) {
                             Some(b) => {
                                 let _ = b.read_u64((addr - b.offset()) & !7);
                             }
@@ -226,7 +229,7 @@ fn vcpu(vm: &Vm, id: u64, args: &DemoArgs) {
                 };
                 let addr = addr + rng.below(PAGE_SIZE / 8) * 8;
                 translations += 1;
-                let Some(b) = vm.src.lookup(addr, &g) else {
+                let Some(b) = tlb.lookup(addr, &g) else {
                     misses += 1; // unplugged DIMM or a hole: unassigned memory
                     continue;
                 };
