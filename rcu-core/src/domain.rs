@@ -611,36 +611,25 @@ impl<F: Flavor> Core<F> {
 
     // ----- call_rcu -----
 
+    /// Queue `c` on this thread's producer; the entry is built in place in its chunk.
     #[inline]
-    fn enqueue(this: &Arc<Self>, e: Entry) {
+    fn enqueue<C: FnOnce() + Send + 'static>(this: &Arc<Self>, c: C) {
         if !this.worker_started.load(Ordering::Acquire) {
             Self::start_worker(this);
         }
-        let mut e = Some(e);
-        let mut sealed = false;
-        let _ = PRODUCERS.try_with(|slots| {
-            let mut slots = slots.0.borrow_mut();
-            let i = match slots.iter().position(|(id, _)| *id == this.id) {
-                Some(i) => i,
-                None => {
-                    let p = Arc::new(Producer::new());
-                    lock(&this.producers).push(p.clone());
-                    slots.push((this.id, p));
-                    slots.len() - 1
-                }
-            };
-            if let Some(e) = e.take() {
-                sealed = slots[i].1.push(e);
-            }
-        });
-        if let Some(e) = e {
-            // The thread-local is gone (a TLS destructor running late in thread exit): use
-            // a one-off producer, sealed at once so the worker frees it after running.
-            let p = Arc::new(Producer::new());
-            p.push(e);
-            p.seal_current(core::ptr::null_mut());
-            p.exited.store(true, Ordering::Release);
-            lock(&this.producers).push(p);
+        let mut c = Some(c);
+        let sealed = PRODUCERS
+            .try_with(|slots| {
+                let mut slots = slots.0.borrow_mut();
+                let i = match slots.iter().position(|(id, _)| *id == this.id) {
+                    Some(i) => i,
+                    None => Self::add_producer(this, &mut slots),
+                };
+                c.take().is_some_and(|c| slots[i].1.push_callback(c))
+            })
+            .unwrap_or(false);
+        if let Some(c) = c {
+            Self::enqueue_orphan(this, Entry::new(c));
         }
         if IN_CALLBACK.try_with(Cell::get).unwrap_or(0) == this.id {
             this.nested_enqueued.fetch_add(1, Ordering::Release);
@@ -653,6 +642,26 @@ impl<F: Flavor> Core<F> {
         if sealed {
             this.throttle();
         }
+    }
+
+    /// This thread's first callback for this domain: register a producer.
+    #[cold]
+    fn add_producer(this: &Arc<Self>, slots: &mut Vec<(u64, Arc<Producer>)>) -> usize {
+        let p = Arc::new(Producer::new());
+        lock(&this.producers).push(p.clone());
+        slots.push((this.id, p));
+        slots.len() - 1
+    }
+
+    /// The thread-local is gone (a TLS destructor running late in thread exit): use a
+    /// one-off producer, sealed at once so the worker frees it after running.
+    #[cold]
+    fn enqueue_orphan(this: &Arc<Self>, e: Entry) {
+        let p = Arc::new(Producer::new());
+        p.push(e);
+        p.seal_current(core::ptr::null_mut());
+        p.exited.store(true, Ordering::Release);
+        lock(&this.producers).push(p);
     }
 }
 
@@ -901,7 +910,7 @@ impl<F: Flavor> Domain<F> {
     /// Wait-free: no lock, no atomic read-modify-write on the fast path.
     #[inline]
     pub fn call<C: FnOnce() + Send + 'static>(&self, f: C) {
-        Core::enqueue(&self.core, Entry::new(f));
+        Core::enqueue(&self.core, f);
     }
 
     /// Drop `value` after a grace period (on the worker thread).
