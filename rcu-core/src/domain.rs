@@ -34,11 +34,19 @@ const PROGRESS_STEP: u64 = 256;
 /// wait for the worker ([`DomainBuilder::max_backlog`]).
 pub const DEFAULT_MAX_BACKLOG: u64 = 65_536;
 
-/// Spin iterations before a synchronizer starts yielding, then parking. Under loom there is
-/// no spinning or yielding at all: the leader goes straight to the `waiting`/park path, so
-/// that the models reach the wake-up pairing within a small preemption bound.
-const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
-const YIELDS: u32 = if cfg!(loom) { 0 } else { 4 };
+/// How long a grace period spins on its readers (in total, from its start) before it parks
+/// and lets the last reader wake it. No `sched_yield` phase: when the reader and the
+/// synchronizer share a CPU a yield hands the reader a whole time slice (a 4 ms tick was
+/// measured), while a short bounded spin then a park costs at most this plus a wake-up.
+/// Under loom there is no spinning at all: the leader goes straight to the `waiting`/park
+/// path, so that the models reach the wake-up pairing within a small preemption bound.
+const SPIN_FOR: Duration = if cfg!(loom) {
+    Duration::ZERO
+} else {
+    Duration::from_micros(20)
+};
+/// Reader checks between two reads of the clock while spinning.
+const SPINS_PER_CLOCK: u32 = 32;
 /// How long an idle worker sleeps before it looks at the queues again (bounds the latency
 /// of a wake-up lost to the race described in `call`).
 #[cfg(not(loom))]
@@ -551,20 +559,16 @@ impl<F: Flavor> Core<F> {
         }
     }
 
-    // Under loom `SPINS` and `YIELDS` are 0, which clippy reports as empty ranges.
-    #[cfg_attr(loom, allow(clippy::reversed_empty_ranges))]
     fn wait_reader(&self, r: &Record, new: u64, start: Instant, next_report: &mut Duration) {
-        for _ in 0..SPINS {
-            if !Record::blocks(r.ctr.load(Ordering::Acquire), new) {
-                return;
+        // Acquire on every check: pairs with the reader's Release store of 0 / of a newer
+        // snapshot, as in `run_gp`.
+        while !SPIN_FOR.is_zero() && start.elapsed() < SPIN_FOR {
+            for _ in 0..SPINS_PER_CLOCK {
+                if !Record::blocks(r.ctr.load(Ordering::Acquire), new) {
+                    return;
+                }
+                sync::spin_hint();
             }
-            sync::spin_hint();
-        }
-        for _ in 0..YIELDS {
-            if !Record::blocks(r.ctr.load(Ordering::Acquire), new) {
-                return;
-            }
-            sync::yield_now();
         }
         self.waker.set_current();
         loop {

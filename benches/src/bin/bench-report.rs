@@ -335,22 +335,22 @@ fn main() -> ExitCode {
     check(
         &mut checks,
         "call_rcu: 1,000,000 closures + barrier, 1 producer (memb)",
-        ">= 50M callbacks/s",
+        ">= 52M callbacks/s (4x liburcu's ~13M)",
         rate("call_rcu_memb", "closure/1_producers").map(|r| {
             (
                 format!("{} callbacks/s", benches::scaling::si(r)),
-                r >= 50e6,
+                r >= 52e6,
             )
         }),
     );
     check(
         &mut checks,
         "call_rcu: 1,000,000 closures + barrier, 2 producers (memb)",
-        ">= 50M callbacks/s",
+        ">= 52M callbacks/s (4x liburcu's ~13M)",
         rate("call_rcu_memb", "closure/2_producers").map(|r| {
             (
                 format!("{} callbacks/s", benches::scaling::si(r)),
-                r >= 50e6,
+                r >= 52e6,
             )
         }),
     );
