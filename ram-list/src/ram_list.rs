@@ -213,9 +213,7 @@ impl<F: Flavor> RamList<F> {
         addr: u64,
         guard: &'g ReadGuard<'_, F>,
     ) -> Result<(&'g RamBlock, u64), RamError> {
-        self.lookup(addr, guard)
-            .map(|b| (b, addr - b.offset()))
-            .ok_or(RamError::NoBlock { addr })
+        with_offset(addr, self.lookup(addr, guard))
     }
 
     /// A per-thread translation cache over this list, for a thread that translates many
@@ -430,6 +428,14 @@ impl<F: Flavor> fmt::Debug for RamList<F> {
     }
 }
 
+/// `translate`'s result from a lookup's: the block and the offset of `addr` in it.
+#[inline]
+fn with_offset(addr: u64, block: Option<&RamBlock>) -> Result<(&RamBlock, u64), RamError> {
+    block
+        .map(|b| (b, addr - b.offset()))
+        .ok_or(RamError::NoBlock { addr })
+}
+
 #[cold]
 #[inline(never)]
 fn wrong_domain() -> ! {
@@ -541,9 +547,7 @@ impl<'l, F: Flavor> Translator<'l, F> {
         addr: u64,
         guard: &'g ReadGuard<'_, F>,
     ) -> Result<(&'g RamBlock, u64), RamError> {
-        self.lookup(addr, guard)
-            .map(|b| (b, addr - b.offset()))
-            .ok_or(RamError::NoBlock { addr })
+        with_offset(addr, self.lookup(addr, guard))
     }
 
     /// The list this translator reads.
