@@ -205,7 +205,16 @@ impl<F: Flavor> DomainBuilder<F> {
             F::NAME == Memb::NAME && (self.force_fallback || !crate::membarrier::available());
         let core = Core {
             gp: CachePadded::new(GpWord {
-                ctr: AtomicU64::new(crate::flavor::GP_STEP | 1),
+                // The fallback bit rides in every value of the counter (flavor.rs).
+                ctr: AtomicU64::new(
+                    crate::flavor::GP_STEP
+                        | 1
+                        | if fallback {
+                            crate::flavor::FALLBACK_BIT
+                        } else {
+                            0
+                        },
+                ),
             }),
             fallback,
             id: NEXT_DOMAIN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -602,7 +611,7 @@ impl<F: Flavor> Core<F> {
             .collect();
         let report = StallReport {
             flavor: F::NAME,
-            grace_period: new,
+            grace_period: new & !crate::flavor::FALLBACK_BIT,
             waited,
             readers,
         };

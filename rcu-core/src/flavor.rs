@@ -48,6 +48,11 @@ pub(crate) const NEST_BITS: u32 = 16;
 pub(crate) const NEST_MASK: u64 = (1 << NEST_BITS) - 1;
 /// One grace-period step of the counter.
 pub(crate) const GP_STEP: u64 = 1 << NEST_BITS;
+/// Set in the grace-period counter of a memb domain without membarrier (the fallback), so
+/// in every snapshot a reader stores: `Memb::lock` and `Memb::unlock` test a value they
+/// have loaded anyway instead of loading a flag. Both sides of [`Record::blocks`] carry
+/// it, so the comparison of sequence numbers is unchanged.
+pub(crate) const FALLBACK_BIT: u64 = 1 << 63;
 
 #[cold]
 #[inline(never)]
@@ -114,7 +119,7 @@ impl Flavor for Memb {
             // for safety (an old value only makes the next grace period wait for us); the
             // ordering comes from the barrier after the store.
             let snap = rec.gp().load(Ordering::Relaxed);
-            if rec.fallback {
+            if snap & FALLBACK_BIT != 0 {
                 store_full_barrier(&rec.ctr, snap);
             } else {
                 // Relaxed store + light barrier: pairs with the writer's membarrier (heavy)
@@ -131,7 +136,8 @@ impl Flavor for Memb {
     fn unlock(rec: &Record) {
         let tmp = rec.ctr.load(Ordering::Relaxed);
         if tmp & NEST_MASK == 1 {
-            if rec.fallback {
+            // `tmp` is the snapshot stored by `lock`, with the domain's fallback bit.
+            if tmp & FALLBACK_BIT != 0 {
                 store_full_barrier(&rec.ctr, 0);
             } else {
                 crate::membarrier::light();
@@ -282,7 +288,7 @@ mod tests {
     use crate::reader::Record;
     use crate::{Domain, Flavor, Mb, Memb, Qsbr};
 
-    use super::{GP_STEP, NEST_MASK};
+    use super::{FALLBACK_BIT, GP_STEP, NEST_MASK};
 
     fn nesting<F: Flavor>() {
         let d: Domain<F> = Domain::new();
@@ -343,6 +349,34 @@ mod tests {
         assert!(!Record::blocks(new, new));
         assert!(!Record::blocks(new + 3, new));
         assert!(!Record::blocks(0, new));
+        // A fallback domain's counter carries FALLBACK_BIT in every value.
+        let (g, new) = (g | FALLBACK_BIT, new | FALLBACK_BIT);
+        assert!(Record::blocks(g, new));
+        assert!(Record::blocks(g + 5, new));
+        assert!(!Record::blocks(new, new));
+        assert!(!Record::blocks(new + 3, new));
+        assert!(!Record::blocks(0, new));
+    }
+
+    #[test]
+    fn memb_fallback_is_read_from_the_snapshot() {
+        let fb: Domain<Memb> = Domain::builder().force_fallback(true).build();
+        let mbar: Domain<Memb> = Domain::builder().force_fallback(false).build();
+        for (d, bit) in [(&fb, FALLBACK_BIT), (&mbar, 0)] {
+            if bit == 0 && !d.uses_membarrier() {
+                continue; // no membarrier on this kernel: both domains fall back
+            }
+            let r = d.register();
+            let g1 = r.read_lock();
+            let ctr = r.rec.ctr.load(std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(ctr & FALLBACK_BIT, bit);
+            assert_eq!(ctr & NEST_MASK, 1);
+            let g2 = r.read_lock();
+            drop(g2);
+            drop(g1);
+            assert_eq!(r.rec.ctr.load(std::sync::atomic::Ordering::Relaxed), 0);
+            d.synchronize();
+        }
     }
 
     #[test]

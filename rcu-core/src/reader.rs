@@ -27,8 +27,6 @@ pub struct Record {
     /// QSBR in debug builds only: nesting depth of critical sections (owner thread only).
     /// Memb and Mb keep the depth in the low bits of `ctr`.
     pub(crate) nesting: Cell<usize>,
-    /// The domain had no membarrier: use full fences on the read side (memb only).
-    pub(crate) fallback: bool,
     gp: *const AtomicU64,
     waker: *const Waker,
     pub(crate) owner: ThreadId,
@@ -52,7 +50,6 @@ impl Record {
             ctr: AtomicU64::new(start),
             waiting: AtomicBool::new(false),
             nesting: Cell::new(0),
-            fallback: core.fallback,
             gp: &core.gp.ctr,
             waker: &core.waker,
             owner: t.id(),
