@@ -10,6 +10,9 @@
 //! * [`RamList`]: the blocks sorted biggest first, lookups by ram address (with the
 //!   `mru_block` hint) and by host pointer, the `version` counter, and a writer lock in
 //!   place of the BQL. Removed blocks are reclaimed through `call_rcu`.
+//! * [`Translator`]: a per-thread (per-vCPU) translation cache that keeps its block across
+//!   critical sections, validated by `version`; unlike `mru_block` it writes nothing
+//!   shared, which is what lets translation scale with the number of vCPU threads.
 //! * [`DirtyMemory`]: per-page dirty bitmaps per client, grown by RCU copy, so marking a
 //!   page dirty never takes a lock.
 //! * [`RamSaver`] / [`RamLoader`] / [`load`] / [`MigrationWriter`]: the "ram" section
@@ -61,7 +64,7 @@
 //! | `find_ram_offset`, `last_ram_offset` | [`RamListWriter::find_ram_offset`], [`RamList::last_ram_offset`] |
 //! | `qemu_ram_alloc`, `qemu_ram_alloc_from_ptr`, `qemu_ram_alloc_resizeable`, `qemu_ram_resize` | [`RamListWriter::alloc`], [`RamListWriter::alloc_from_ptr`] / [`RamListWriter::alloc_from_static`], [`RamListWriter::alloc_resizeable`], [`RamListWriter::resize`] |
 //! | `qemu_ram_set_idstr`, `qemu_ram_unset_idstr`, `qemu_ram_free` | [`RamListWriter::set_idstr`], [`RamListWriter::unset_idstr`], [`RamListWriter::free`] |
-//! | `qemu_get_ram_block`, `qemu_ram_block_from_host`, `qemu_ram_addr_from_host`, `qemu_ram_ptr_length` | [`RamList::lookup`] / [`RamList::translate`], [`RamList::block_from_host`], [`RamList::ram_addr_from_host`], [`RamList::ptr_length`] |
+//! | `qemu_get_ram_block`, `qemu_ram_block_from_host`, `qemu_ram_addr_from_host`, `qemu_ram_ptr_length` | [`RamList::lookup`] / [`RamList::translate`] (per thread: [`RamList::translator`]), [`RamList::block_from_host`], [`RamList::ram_addr_from_host`], [`RamList::ptr_length`] |
 //! | `qemu_ram_foreach_block`, `qemu_ram_block_by_name`, `ram_bytes_total` | [`RamList::foreach_block`], [`RamList::block_by_name`], [`RamList::bytes_total`] |
 //! | `cpu_physical_memory_set_dirty_range`, `..._test_and_clear_dirty`, `dirty_memory_extend` | [`DirtyMemory::set_range`], [`DirtyMemory::test_and_clear`], internal (on alloc) |
 //! | `ram_save_setup`, `ram_save_iterate`, `ram_save_complete`, `migration_bitmap_sync` | [`RamSaver::setup`], [`RamSaver::iterate`], [`RamSaver::complete`], [`RamSaver::sync`] |
