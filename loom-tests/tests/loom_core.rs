@@ -341,6 +341,81 @@ fn sanity_free_without_grace_period_is_caught() {
     });
 }
 
+// ----- (a') a pointer cached across critical sections, validated by a version -----
+
+/// The argument behind ram-list's `Translator`: a reader caches a pointer it found in one
+/// critical section together with the `version` it read *before* finding it, and in a
+/// later critical section uses the cached pointer only if `version` is unchanged. Main
+/// unpublishes the value, bumps `version` (Release), waits for a grace period and frees
+/// the value.
+///
+/// Invariant: the cached value is never used after it was freed. (With the version check
+/// removed, loom reports the use after free.)
+fn version_validated_cache<F: Flavor>(domain: fn() -> Domain<F>) {
+    model(move || {
+        let domain = domain();
+        let (first, _) = Tracked::pair();
+        let ptr = Arc::new(AtomicPtr::new(Box::into_raw(Box::new(first))));
+        let version = Arc::new(AtomicUsize::new(0));
+
+        let reader = {
+            let (domain, ptr, version) = (domain.clone(), ptr.clone(), version.clone());
+            thread::spawn(move || {
+                let r = domain.register();
+                // Critical section 1: fill the cache. Acquire: pairs with main's Release
+                // bump; the version is read before the pointer it validates.
+                let g = r.read_lock();
+                let v = version.load(Ordering::Acquire);
+                // SAFETY: `ptr` always holds a live `Box<Tracked>`; main frees a value
+                // only after unpublishing it and waiting for a grace period (contract 1);
+                // nobody takes `&mut` to a published value (contract 2).
+                let cached: *const Tracked =
+                    unsafe { rcu_dereference(&ptr, &g) }.expect("never null");
+                drop(g);
+                // Critical section 2: use the cache only if nothing changed since.
+                let g = r.read_lock();
+                // Acquire: as above.
+                if version.load(Ordering::Acquire) == v {
+                    // SAFETY: the claim under test: `version` still reads `v`, so this
+                    // section began before the grace period that precedes the free.
+                    unsafe { &*cached }.check();
+                }
+                drop(g);
+            })
+        };
+
+        let (second, _) = Tracked::pair();
+        let old = rcu_xchg_pointer(&ptr, Box::into_raw(Box::new(second)));
+        // Release: a reader that reads the new version sees the unpublication.
+        version.fetch_add(1, Ordering::Release);
+        domain.synchronize();
+        // SAFETY: `old` came from `Box::into_raw`, is unpublished, and a grace period has
+        // elapsed since; a reader may hold it only as a cached pointer that the version
+        // check keeps it from using (the claim under test).
+        drop(unsafe { Box::from_raw(old) });
+
+        reader.join().unwrap();
+        // SAFETY: the reader has exited; the current value is ours to free.
+        drop(unsafe { Box::from_raw(ptr.load(Ordering::Relaxed)) });
+        drop(domain);
+    });
+}
+
+#[test]
+fn memb_version_validated_cache() {
+    version_validated_cache::<Memb>(Domain::new);
+}
+
+#[test]
+fn memb_forced_fallback_version_validated_cache() {
+    version_validated_cache::<Memb>(|| Domain::builder().force_fallback(true).build());
+}
+
+#[test]
+fn mb_version_validated_cache() {
+    version_validated_cache::<Mb>(Domain::new);
+}
+
 // ----- (b) QSBR with a quiescent state -----
 
 /// A QSBR reader reads, announces a quiescent state, reads again, then goes offline and
