@@ -479,7 +479,9 @@ fn wrong_domain() -> ! {
 /// that still reads `version == v` did not see the bump, so it began before that grace
 /// period started (a section that begins after it sees every store made before it), and
 /// the grace period waits for it: `b` is alive for the whole section. Any other list
-/// change also bumps the version, which just empties the cache.
+/// change also bumps the version, which just empties the cache. The loom models
+/// `*_version_validated_cache` in `loom-tests` check this argument for every flavor's
+/// grace period, and fail when the version check is left out.
 pub struct Translator<'l, F: Flavor = Memb> {
     list: &'l RamList<F>,
     /// `(version, block)`: the version read before the walk that found `block`.
