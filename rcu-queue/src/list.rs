@@ -29,9 +29,9 @@
 use core::fmt;
 use core::ptr::{self, NonNull};
 
-use rcu_core::{Domain, Flavor, Memb, ReadGuard};
+use rcu_core::{Flavor, Memb};
 
-use crate::link::{adopt, already_linked, Iter, Linked, LINKED};
+use crate::link::{adopt, already_linked, Linked, LINKED};
 use crate::list_core::{CursorCore, LinkKind, ListCore, WriterCore};
 use crate::retired::Retired;
 use crate::sync::{AtomicPtr, Ordering};
@@ -93,139 +93,33 @@ where
     core: ListCore<T, QListLink, F>,
 }
 
-#[cfg(not(loom))]
-impl<T> QList<T, Memb>
-where
-    T: Linked<QListLink> + Send + Sync + 'static,
-{
-    /// An empty list in the default (memb) domain: read it under
-    /// [`rcu_read_lock`](rcu_core::rcu_read_lock); removed elements are freed by the default
-    /// domain's call_rcu worker.
-    pub fn new() -> Self {
-        Self::new_in(rcu_core::default_domain())
-    }
-}
-
-#[cfg(not(loom))]
-impl<T> Default for QList<T, Memb>
-where
-    T: Linked<QListLink> + Send + Sync + 'static,
-{
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T, F> QList<T, F>
-where
-    T: Linked<QListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    /// An empty list whose readers use `domain`'s guards and whose removed elements wait
-    /// for `domain`'s grace periods.
-    pub fn new_in(domain: &Domain<F>) -> Self {
-        QList {
-            core: ListCore::new_in(domain),
-        }
-    }
-
-    /// The domain whose guards protect readers and whose grace periods free removed
-    /// elements.
-    pub fn domain(&self) -> &Domain<F> {
-        self.core.domain()
-    }
-
-    // ----- reader side -----
-
-    /// Whether the list is empty (`QLIST_EMPTY_RCU`).
-    ///
-    /// # Panics
-    ///
-    /// If `guard` belongs to another domain than the list's.
-    #[inline]
-    pub fn is_empty(&self, guard: &ReadGuard<'_, F>) -> bool {
-        self.core.is_empty(guard)
-    }
-
-    /// The first element (`QLIST_FIRST_RCU`), borrowed from the guard.
-    ///
-    /// # Panics
-    ///
-    /// If `guard` belongs to another domain than the list's.
-    #[inline]
-    pub fn first<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.core.first(guard)
-    }
-
-    /// The element after `elem` (`QLIST_NEXT_RCU`). `elem` may have been removed during
-    /// this critical section: a reader standing on a removed element can still move on.
-    ///
-    /// # Panics
-    ///
-    /// If `guard` belongs to another domain, or `elem` is not (and was not recently) an
-    /// element of this list.
-    #[inline]
-    pub fn next<'g>(&'g self, elem: &'g T, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.core.next(elem, guard)
-    }
-
-    /// Iterate over the elements (`QLIST_FOREACH_RCU`; it reads each `next` pointer before
-    /// yielding, so it is also `QLIST_FOREACH_SAFE_RCU`).
-    ///
-    /// # Panics
-    ///
-    /// If `guard` belongs to another domain than the list's.
-    #[inline]
-    pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Iter<'g, T, QListLink> {
-        self.core.iter(guard)
-    }
-
-    // ----- writer side -----
-
-    /// Take the list's writer lock. Writers exclude each other; readers are never
-    /// blocked.
-    pub fn lock(&self) -> QListWriter<'_, T, F> {
-        QListWriter {
-            list: self,
-            w: self.core.lock(),
-        }
-    }
-
-    /// A writer from exclusive access (no locking needed).
-    pub fn get_mut(&mut self) -> QListWriter<'_, T, F> {
-        // SAFETY: `&mut self` is exclusive access: no other writer runs while the writer
-        // lives, and every earlier access happens-before it.
-        unsafe { self.lock_unchecked() }
-    }
-
-    /// A writer without taking the lock, for ports whose writers are already serialized
-    /// by something else (QEMU's BQL or `ram_list.mutex`).
-    ///
-    /// # Safety
-    ///
-    /// While the returned writer lives, no other writer of this list (from
-    /// [`QList::lock`], [`QList::lock_unchecked`], or the [`raw`](crate::raw) functions)
-    /// runs, and everything earlier writers did happens-before this writer's operations
-    /// (they were serialized by a lock or a thread join).
-    pub unsafe fn lock_unchecked(&self) -> QListWriter<'_, T, F> {
-        QListWriter {
-            list: self,
-            // SAFETY: the caller's contract is that of `ListCore::lock_unchecked`.
-            w: unsafe { self.core.lock_unchecked() },
-        }
-    }
-}
-
-impl<T, F> fmt::Debug for QList<T, F>
-where
-    T: Linked<QListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QList")
-            .field("flavor", &F::NAME)
-            .finish_non_exhaustive()
-    }
+crate::list_core::list_wrappers! {
+    list: QList,
+    writer: QListWriter { list },
+    link: QListLink,
+    c: "QLIST",
+    noun: "list",
+    get: list,
+    new: "An empty list in the default (memb) domain: read it under \
+        [`rcu_read_lock`](rcu_core::rcu_read_lock); removed elements are freed by the default \
+        domain's call_rcu worker.",
+    first: "The first element (`QLIST_FIRST_RCU`), borrowed from the guard.",
+    next: "The element after `elem` (`QLIST_NEXT_RCU`). `elem` may have been removed during \
+        this critical section: a reader standing on a removed element can still move on.",
+    iter: "Iterate over the elements (`QLIST_FOREACH_RCU`; it reads each `next` pointer before \
+        yielding, so it is also `QLIST_FOREACH_SAFE_RCU`).",
+    lock: "Take the list's writer lock. Writers exclude each other; readers are never blocked.",
+    get_mut: "A writer from exclusive access (no locking needed).",
+    lock_unchecked: "A writer without taking the lock, for ports whose writers are already \
+        serialized by something else (QEMU's BQL or `ram_list.mutex`).",
+    lock_unchecked_safety: "While the returned writer lives, no other writer of this list (from \
+        [`QList::lock`], [`QList::lock_unchecked`], or the [`raw`](crate::raw) functions) runs, \
+        and everything earlier writers did happens-before this writer's operations (they were \
+        serialized by a lock or a thread join).",
+    writer_iter: "Iterate over the elements (writer side: no guard).",
+    retain: "Remove every element for which `keep` returns `false`, retiring each through the \
+        domain's call_rcu worker (the writer's use of `QLIST_FOREACH_SAFE_RCU` + \
+        `QLIST_REMOVE_RCU` + `call_rcu`). Returns how many were removed.",
 }
 
 /// Proof of writer exclusion for a [`QList`]: obtained from [`QList::lock`],
@@ -285,40 +179,6 @@ where
     T: Linked<QListLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    /// The list this writer changes.
-    pub fn list(&self) -> &'a QList<T, F> {
-        self.list
-    }
-
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> bool {
-        self.w.is_empty()
-    }
-
-    /// The first element.
-    pub fn first(&self) -> Option<&T> {
-        self.w.first()
-    }
-
-    /// The element after `e`.
-    ///
-    /// # Panics
-    ///
-    /// If `e` is not linked into this list.
-    pub fn next(&self, e: &T) -> Option<&T> {
-        self.w.next(e)
-    }
-
-    /// Iterate over the elements (writer side: no guard).
-    pub fn iter(&self) -> Iter<'_, T, QListLink> {
-        self.w.iter()
-    }
-
-    /// The number of elements (a walk).
-    pub fn len(&self) -> usize {
-        self.w.len()
-    }
-
     /// Insert `e` at the front (`QLIST_INSERT_HEAD_RCU`); returns it.
     ///
     /// # Panics
@@ -368,31 +228,9 @@ where
         unsafe { self.w.remove(e, |e| qlist_remove_rcu(e)) }
     }
 
-    /// Remove every element for which `keep` returns `false`, retiring each through the
-    /// domain's call_rcu worker (the writer's use of `QLIST_FOREACH_SAFE_RCU` +
-    /// `QLIST_REMOVE_RCU` + `call_rcu`). Returns how many were removed.
-    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) -> usize {
-        self.w.retain(keep)
-    }
-
-    /// Remove every element, retiring each through call_rcu. Returns how many.
-    pub fn clear(&mut self) -> usize {
-        self.retain(|_| false)
-    }
-
     /// A cursor at the first element, for finding a position and changing the list there.
     pub fn cursor(&mut self) -> QListCursor<'_, T, F> {
         QListCursor { c: self.w.cursor() }
-    }
-}
-
-impl<T, F> fmt::Debug for QListWriter<'_, T, F>
-where
-    T: Linked<QListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QListWriter").finish_non_exhaustive()
     }
 }
 
@@ -729,7 +567,7 @@ where
 mod tests {
     use super::*;
     use crate::test_support::{vals, Drops, E};
-    use rcu_core::Mb;
+    use rcu_core::{Domain, Mb};
 
     fn setup() -> (Domain<Mb>, QList<E, Mb>, Drops) {
         let d = Domain::new();

@@ -13,9 +13,9 @@
 use core::fmt;
 use core::ptr::{self, NonNull};
 
-use rcu_core::{Domain, Flavor, Memb, ReadGuard};
+use rcu_core::{Flavor, Memb};
 
-use crate::link::{adopt, already_linked, Iter, Linked, LINKED};
+use crate::link::{adopt, already_linked, Linked, LINKED};
 use crate::list_core::{CursorCore, LinkKind, ListCore, WriterCore};
 use crate::retired::Retired;
 use crate::sync::{AtomicPtr, Ordering};
@@ -64,131 +64,13 @@ where
     core: ListCore<T, QSListLink, F>,
 }
 
-#[cfg(not(loom))]
-impl<T> QSList<T, Memb>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-{
-    /// An empty list in the default (memb) domain.
-    pub fn new() -> Self {
-        Self::new_in(rcu_core::default_domain())
-    }
-}
-
-#[cfg(not(loom))]
-impl<T> Default for QSList<T, Memb>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-{
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T, F> QSList<T, F>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    /// An empty list whose readers use `domain`'s guards and whose removed elements
-    /// wait for `domain`'s grace periods.
-    pub fn new_in(domain: &Domain<F>) -> Self {
-        QSList {
-            core: ListCore::new_in(domain),
-        }
-    }
-
-    /// The domain whose guards protect readers and whose grace periods free removed
-    /// elements.
-    pub fn domain(&self) -> &Domain<F> {
-        self.core.domain()
-    }
-
-    // ----- reader side -----
-
-    /// Whether the list is empty (`QSLIST_EMPTY_RCU`).
-    ///
-    /// # Panics
-    ///
-    /// If `guard` belongs to another domain than the list's.
-    #[inline]
-    pub fn is_empty(&self, guard: &ReadGuard<'_, F>) -> bool {
-        self.core.is_empty(guard)
-    }
-
-    /// The first element (`QSLIST_FIRST_RCU`).
-    ///
-    /// # Panics
-    ///
-    /// If `guard` belongs to another domain than the list's.
-    #[inline]
-    pub fn first<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.core.first(guard)
-    }
-
-    /// The element after `elem` (`QSLIST_NEXT_RCU`); works on an element removed during
-    /// this critical section.
-    ///
-    /// # Panics
-    ///
-    /// If `guard` belongs to another domain, or `elem` is not (and was not recently) an
-    /// element of this list.
-    #[inline]
-    pub fn next<'g>(&'g self, elem: &'g T, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.core.next(elem, guard)
-    }
-
-    /// Iterate front to back (`QSLIST_FOREACH_RCU`, also `QSLIST_FOREACH_SAFE_RCU`).
-    ///
-    /// # Panics
-    ///
-    /// If `guard` belongs to another domain than the list's.
-    #[inline]
-    pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Iter<'g, T, QSListLink> {
-        self.core.iter(guard)
-    }
-
-    // ----- writer side -----
-
-    /// Take the list's writer lock.
-    pub fn lock(&self) -> QSListWriter<'_, T, F> {
-        QSListWriter {
-            q: self,
-            w: self.core.lock(),
-        }
-    }
-
-    /// A writer from exclusive access.
-    pub fn get_mut(&mut self) -> QSListWriter<'_, T, F> {
-        // SAFETY: `&mut self` is exclusive access: no other writer runs while the writer
-        // lives, and every earlier access happens-before it.
-        unsafe { self.lock_unchecked() }
-    }
-
-    /// A writer without taking the lock.
-    ///
-    /// # Safety
-    ///
-    /// As for [`QList::lock_unchecked`](crate::QList::lock_unchecked).
-    pub unsafe fn lock_unchecked(&self) -> QSListWriter<'_, T, F> {
-        QSListWriter {
-            q: self,
-            // SAFETY: the caller's contract is that of `ListCore::lock_unchecked`.
-            w: unsafe { self.core.lock_unchecked() },
-        }
-    }
-}
-
-impl<T, F> fmt::Debug for QSList<T, F>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QSList")
-            .field("flavor", &F::NAME)
-            .finish_non_exhaustive()
-    }
+crate::list_core::list_wrappers! {
+    list: QSList,
+    writer: QSListWriter { q },
+    link: QSListLink,
+    c: "QSLIST",
+    noun: "list",
+    get: list,
 }
 
 /// Proof of writer exclusion for a [`QSList`] (see [`QListWriter`](crate::QListWriter)
@@ -207,40 +89,6 @@ where
     T: Linked<QSListLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    /// The list this writer changes.
-    pub fn list(&self) -> &'a QSList<T, F> {
-        self.q
-    }
-
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> bool {
-        self.w.is_empty()
-    }
-
-    /// The first element.
-    pub fn first(&self) -> Option<&T> {
-        self.w.first()
-    }
-
-    /// The element after `e`.
-    ///
-    /// # Panics
-    ///
-    /// If `e` is not linked into this list.
-    pub fn next(&self, e: &T) -> Option<&T> {
-        self.w.next(e)
-    }
-
-    /// Iterate front to back (writer side).
-    pub fn iter(&self) -> Iter<'_, T, QSListLink> {
-        self.w.iter()
-    }
-
-    /// The number of elements (a walk).
-    pub fn len(&self) -> usize {
-        self.w.len()
-    }
-
     /// Insert `e` at the front (`QSLIST_INSERT_HEAD_RCU`); returns it.
     ///
     /// # Panics
@@ -285,33 +133,12 @@ where
         unsafe { self.w.remove(e, |e| qslist_remove_rcu(self.q, e)) }
     }
 
-    /// Remove every element for which `keep` returns `false`, retiring each through
-    /// call_rcu (`QSLIST_FOREACH_SAFE_RCU` + `QSLIST_REMOVE_RCU`). Returns how many.
-    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) -> usize {
-        self.w.retain(keep)
-    }
-
-    /// Remove every element, retiring each through call_rcu. Returns how many.
-    pub fn clear(&mut self) -> usize {
-        self.retain(|_| false)
-    }
-
     /// A cursor at the first element.
     pub fn cursor(&mut self) -> QSListCursor<'_, T, F> {
         QSListCursor {
             q: self.q,
             c: self.w.cursor(),
         }
-    }
-}
-
-impl<T, F> fmt::Debug for QSListWriter<'_, T, F>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QSListWriter").finish_non_exhaustive()
     }
 }
 
@@ -555,7 +382,7 @@ where
 mod tests {
     use super::*;
     use crate::test_support::{vals, Drops, E};
-    use rcu_core::Mb;
+    use rcu_core::{Domain, Mb};
 
     fn setup() -> (Domain<Mb>, QSList<E, Mb>, Drops) {
         let d = Domain::new();

@@ -18,9 +18,9 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
-use rcu_core::{Domain, Flavor, Memb, ReadGuard};
+use rcu_core::{Flavor, Memb};
 
-use crate::link::{adopt, already_linked, elem, link_of, Iter, Linked, LINKED};
+use crate::link::{adopt, already_linked, elem, link_of, Linked, LINKED};
 use crate::list_core::{CursorCore, LinkKind, ListCore, WriterCore};
 use crate::retired::Retired;
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
@@ -61,133 +61,16 @@ where
     core: ListCore<T, QTailQLink, F>,
 }
 
-#[cfg(not(loom))]
-impl<T> QTailQ<T, Memb>
-where
-    T: Linked<QTailQLink> + Send + Sync + 'static,
-{
-    /// An empty queue in the default (memb) domain.
-    pub fn new() -> Self {
-        Self::new_in(rcu_core::default_domain())
-    }
-}
-
-#[cfg(not(loom))]
-impl<T> Default for QTailQ<T, Memb>
-where
-    T: Linked<QTailQLink> + Send + Sync + 'static,
-{
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T, F> QTailQ<T, F>
-where
-    T: Linked<QTailQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    /// An empty queue whose readers use `domain`'s guards and whose removed elements
-    /// wait for `domain`'s grace periods.
-    pub fn new_in(domain: &Domain<F>) -> Self {
-        QTailQ {
-            core: ListCore::new_in(domain),
-        }
-    }
-
-    /// The domain whose guards protect readers and whose grace periods free removed
-    /// elements.
-    pub fn domain(&self) -> &Domain<F> {
-        self.core.domain()
-    }
-
-    // ----- reader side -----
-
-    /// Whether the queue is empty (`QTAILQ_EMPTY_RCU`).
-    ///
-    /// # Panics
-    ///
-    /// If `guard` belongs to another domain than the queue's.
-    #[inline]
-    pub fn is_empty(&self, guard: &ReadGuard<'_, F>) -> bool {
-        self.core.is_empty(guard)
-    }
-
-    /// The first element (`QTAILQ_FIRST_RCU`).
-    ///
-    /// # Panics
-    ///
-    /// If `guard` belongs to another domain than the queue's.
-    #[inline]
-    pub fn first<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.core.first(guard)
-    }
-
-    /// The element after `elem` (`QTAILQ_NEXT_RCU`); works on an element removed during
-    /// this critical section.
-    ///
-    /// # Panics
-    ///
-    /// If `guard` belongs to another domain, or `elem` is not (and was not recently) an
-    /// element of this queue.
-    #[inline]
-    pub fn next<'g>(&'g self, elem: &'g T, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        self.core.next(elem, guard)
-    }
-
-    /// Iterate front to back (`QTAILQ_FOREACH_RCU`, also `QTAILQ_FOREACH_SAFE_RCU`).
-    ///
-    /// # Panics
-    ///
-    /// If `guard` belongs to another domain than the queue's.
-    #[inline]
-    pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Iter<'g, T, QTailQLink> {
-        self.core.iter(guard)
-    }
-
-    // ----- writer side -----
-
-    /// Take the queue's writer lock.
-    pub fn lock(&self) -> QTailQWriter<'_, T, F> {
-        QTailQWriter {
-            q: self,
-            w: self.core.lock(),
-        }
-    }
-
-    /// A writer from exclusive access.
-    pub fn get_mut(&mut self) -> QTailQWriter<'_, T, F> {
-        // SAFETY: `&mut self` is exclusive access: no other writer runs while the writer
-        // lives, and every earlier access happens-before it.
-        unsafe { self.lock_unchecked() }
-    }
-
-    /// A writer without taking the lock.
-    ///
-    /// # Safety
-    ///
-    /// As for [`QList::lock_unchecked`](crate::QList::lock_unchecked): no other writer of
-    /// this queue runs while the returned writer lives, and earlier writers' operations
-    /// happen-before its operations.
-    pub unsafe fn lock_unchecked(&self) -> QTailQWriter<'_, T, F> {
-        QTailQWriter {
-            q: self,
-            // SAFETY: the caller's contract is that of `ListCore::lock_unchecked`.
-            w: unsafe { self.core.lock_unchecked() },
-        }
-    }
-}
-
-impl<T, F> fmt::Debug for QTailQ<T, F>
-where
-    T: Linked<QTailQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QTailQ")
-            .field("flavor", &F::NAME)
-            .finish_non_exhaustive()
-    }
+crate::list_core::list_wrappers! {
+    list: QTailQ,
+    writer: QTailQWriter { q },
+    link: QTailQLink,
+    c: "QTAILQ",
+    noun: "queue",
+    get: queue,
+    lock_unchecked_safety: "As for [`QList::lock_unchecked`](crate::QList::lock_unchecked): no \
+        other writer of this queue runs while the returned writer lives, and earlier writers' \
+        operations happen-before its operations.",
 }
 
 /// Proof of writer exclusion for a [`QTailQ`] (see [`QListWriter`](crate::QListWriter)
@@ -206,21 +89,6 @@ where
     T: Linked<QTailQLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    /// The queue this writer changes.
-    pub fn queue(&self) -> &'a QTailQ<T, F> {
-        self.q
-    }
-
-    /// Whether the queue is empty.
-    pub fn is_empty(&self) -> bool {
-        self.w.is_empty()
-    }
-
-    /// The first element.
-    pub fn first(&self) -> Option<&T> {
-        self.w.first()
-    }
-
     /// The last element (`QTAILQ_LAST`; writer only).
     pub fn last(&self) -> Option<&T> {
         // Relaxed: writer-only field, read by the writer (serialized by the writer proof).
@@ -231,15 +99,6 @@ where
         // SAFETY: `tqh_circ.tql_prev` is the last element's link when not the head, linked
         // and so freed only after a removal, which needs `&mut self` (as in `first`).
         unsafe { elem(p) }
-    }
-
-    /// The element after `e`.
-    ///
-    /// # Panics
-    ///
-    /// If `e` is not linked into this queue.
-    pub fn next(&self, e: &T) -> Option<&T> {
-        self.w.next(e)
     }
 
     /// The element before `e` (`QTAILQ_PREV`; writer only).
@@ -259,11 +118,6 @@ where
         unsafe { elem(p) }
     }
 
-    /// Iterate front to back (writer side).
-    pub fn iter(&self) -> Iter<'_, T, QTailQLink> {
-        self.w.iter()
-    }
-
     /// Iterate back to front (`QTAILQ_FOREACH_REVERSE`; writer only).
     pub fn iter_rev(&self) -> RevIter<'_, T> {
         RevIter {
@@ -272,11 +126,6 @@ where
             head: self.q.core.head_ptr().as_ptr(),
             _marker: PhantomData,
         }
-    }
-
-    /// The number of elements (a walk).
-    pub fn len(&self) -> usize {
-        self.w.len()
     }
 
     /// Insert `e` at the front (`QTAILQ_INSERT_HEAD_RCU`); returns it.
@@ -339,33 +188,12 @@ where
         unsafe { self.w.remove(e, |e| qtailq_remove_rcu(self.q, e)) }
     }
 
-    /// Remove every element for which `keep` returns `false`, retiring each through
-    /// call_rcu (`QTAILQ_FOREACH_SAFE_RCU` + `QTAILQ_REMOVE_RCU`). Returns how many.
-    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) -> usize {
-        self.w.retain(keep)
-    }
-
-    /// Remove every element, retiring each through call_rcu. Returns how many.
-    pub fn clear(&mut self) -> usize {
-        self.retain(|_| false)
-    }
-
     /// A cursor at the first element.
     pub fn cursor(&mut self) -> QTailQCursor<'_, T, F> {
         QTailQCursor {
             q: self.q,
             c: self.w.cursor(),
         }
-    }
-}
-
-impl<T, F> fmt::Debug for QTailQWriter<'_, T, F>
-where
-    T: Linked<QTailQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QTailQWriter").finish_non_exhaustive()
     }
 }
 
@@ -774,7 +602,7 @@ unsafe fn unlink<T: Linked<QTailQLink>>(head: &QTailQLink, elm: NonNull<T>) -> N
 mod tests {
     use super::*;
     use crate::test_support::{vals, Drops, E};
-    use rcu_core::Mb;
+    use rcu_core::{Domain, Mb};
 
     fn setup() -> (Domain<Mb>, QTailQ<E, Mb>, Drops) {
         let d = Domain::new();
