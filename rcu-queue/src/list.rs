@@ -26,7 +26,6 @@
 //! elsewhere, such as QEMU's BQL). The [`raw`](crate::raw) functions with the C names are
 //! the same operations without any check.
 
-use core::fmt;
 use core::ptr::{self, NonNull};
 
 use rcu_core::{Flavor, Memb};
@@ -100,6 +99,7 @@ crate::list_core::list_wrappers! {
     c: "QLIST",
     noun: "list",
     get: list,
+    cursor: QListCursor {},
     new: "An empty list in the default (memb) domain: read it under \
         [`rcu_read_lock`](rcu_core::rcu_read_lock); removed elements are freed by the default \
         domain's call_rcu worker.",
@@ -120,6 +120,13 @@ crate::list_core::list_wrappers! {
     retain: "Remove every element for which `keep` returns `false`, retiring each through the \
         domain's call_rcu worker (the writer's use of `QLIST_FOREACH_SAFE_RCU` + \
         `QLIST_REMOVE_RCU` + `call_rcu`). Returns how many were removed.",
+    cursor_new: "A cursor at the first element, for finding a position and changing the list \
+        there.",
+    insert_before: "Insert `e` in front of the current element, or at the end of the list when \
+        the cursor is at the end (at the head of an empty list). The cursor stays on the same \
+        element. Generalises `QLIST_INSERT_BEFORE_RCU` and `QLIST_INSERT_HEAD_RCU`.",
+    remove_current: "Remove the current element (`QLIST_REMOVE_RCU`); the cursor moves to the \
+        next one. `None` at the end.",
 }
 
 /// Proof of writer exclusion for a [`QList`]: obtained from [`QList::lock`],
@@ -227,11 +234,6 @@ where
         // SAFETY: W1 (writer proof), W3 (`remove` checks that `e` is linked here first).
         unsafe { self.w.remove(e, |e| qlist_remove_rcu(e)) }
     }
-
-    /// A cursor at the first element, for finding a position and changing the list there.
-    pub fn cursor(&mut self) -> QListCursor<'_, T, F> {
-        QListCursor { c: self.w.cursor() }
-    }
 }
 
 /// A writer's cursor: a position in a [`QList`] (an element, or the end), where elements
@@ -250,27 +252,6 @@ where
     T: Linked<QListLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    /// The current element, or `None` at the end.
-    pub fn current(&self) -> Option<&T> {
-        self.c.current()
-    }
-
-    /// Move to the next element (or the end). Returns `false` if already at the end.
-    pub fn move_next(&mut self) -> bool {
-        self.c.move_next()
-    }
-
-    /// Insert `e` in front of the current element, or at the end of the list when the
-    /// cursor is at the end (at the head of an empty list). The cursor stays on the same
-    /// element. Generalises `QLIST_INSERT_BEFORE_RCU` and `QLIST_INSERT_HEAD_RCU`.
-    ///
-    /// # Panics
-    ///
-    /// If `e` is already linked.
-    pub fn insert_before(&mut self, e: Box<T>) {
-        self.c.insert_before(e)
-    }
-
     /// Insert `e` after the current element (`QLIST_INSERT_AFTER_RCU`); the cursor stays
     /// where it is.
     ///
@@ -285,22 +266,6 @@ where
         let e = adopt::<T, QListLink>(e);
         // SAFETY: W1 (we borrow the writer), W2 (fresh box), W3 (`after` is linked here).
         unsafe { qlist_insert_after_rcu(after, e) };
-    }
-
-    /// Remove the current element (`QLIST_REMOVE_RCU`); the cursor moves to the next one.
-    /// `None` at the end.
-    pub fn remove_current(&mut self) -> Option<Retired<T, F>> {
-        self.c.remove_current()
-    }
-}
-
-impl<T, F> fmt::Debug for QListCursor<'_, T, F>
-where
-    T: Linked<QListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QListCursor").finish_non_exhaustive()
     }
 }
 

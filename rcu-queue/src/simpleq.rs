@@ -11,7 +11,6 @@
 //! for readers standing on it. Removing a given element walks from the head, as in C; a
 //! [`QSimpleQCursor`] removes at its position in O(1).
 
-use core::fmt;
 use core::ptr::{self, NonNull};
 
 use rcu_core::{Flavor, Memb};
@@ -71,6 +70,7 @@ crate::list_core::list_wrappers! {
     c: "QSIMPLEQ",
     noun: "queue",
     get: queue,
+    cursor: QSimpleQCursor { q },
 }
 
 /// Proof of writer exclusion for a [`QSimpleQ`] (see [`QListWriter`](crate::QListWriter)
@@ -142,14 +142,6 @@ where
         // SAFETY: W1 (writer proof), W3 (`remove` checks that `e` is linked here first).
         unsafe { self.w.remove(e, |e| qsimpleq_remove_rcu(self.q, e)) }
     }
-
-    /// A cursor at the first element.
-    pub fn cursor(&mut self) -> QSimpleQCursor<'_, T, F> {
-        QSimpleQCursor {
-            q: self.q,
-            c: self.w.cursor(),
-        }
-    }
 }
 
 /// A writer's cursor in a [`QSimpleQ`]: an element, or the end. It is the `next` field
@@ -168,26 +160,6 @@ where
     T: Linked<QSimpleQLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    /// The current element, or `None` at the end.
-    pub fn current(&self) -> Option<&T> {
-        self.c.current()
-    }
-
-    /// Move to the next element (or the end). Returns `false` if already at the end.
-    pub fn move_next(&mut self) -> bool {
-        self.c.move_next()
-    }
-
-    /// Insert `e` in front of the current element, or at the back when the cursor is at
-    /// the end. The cursor stays on the same element.
-    ///
-    /// # Panics
-    ///
-    /// If `e` is already linked.
-    pub fn insert_before(&mut self, e: Box<T>) {
-        self.c.insert_before(e)
-    }
-
     /// Insert `e` after the current element (`QSIMPLEQ_INSERT_AFTER_RCU`).
     ///
     /// # Panics
@@ -200,22 +172,6 @@ where
         let e = adopt::<T, QSimpleQLink>(e);
         // SAFETY: W1 (we borrow the writer), W2 (fresh box), W3 (linked here).
         unsafe { qsimpleq_insert_after_rcu(self.q, after, e) };
-    }
-
-    /// Remove the current element in O(1) (`QSIMPLEQ_REMOVE_RCU`); the cursor moves to the
-    /// next. `None` at the end.
-    pub fn remove_current(&mut self) -> Option<Retired<T, F>> {
-        self.c.remove_current()
-    }
-}
-
-impl<T, F> fmt::Debug for QSimpleQCursor<'_, T, F>
-where
-    T: Linked<QSimpleQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QSimpleQCursor").finish_non_exhaustive()
     }
 }
 

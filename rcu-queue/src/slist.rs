@@ -10,7 +10,6 @@
 //! for readers standing on it. Removing a given element walks from the head, as in C; a
 //! [`QSListCursor`] removes at its position in O(1).
 
-use core::fmt;
 use core::ptr::{self, NonNull};
 
 use rcu_core::{Flavor, Memb};
@@ -71,6 +70,9 @@ crate::list_core::list_wrappers! {
     c: "QSLIST",
     noun: "list",
     get: list,
+    cursor: QSListCursor { q },
+    insert_before: "Insert `e` in front of the current element, or at the end when the cursor \
+        is at the end. The cursor stays on the same element.",
 }
 
 /// Proof of writer exclusion for a [`QSList`] (see [`QListWriter`](crate::QListWriter)
@@ -132,14 +134,6 @@ where
         // SAFETY: W1 (writer proof), W3 (`remove` checks that `e` is linked here first).
         unsafe { self.w.remove(e, |e| qslist_remove_rcu(self.q, e)) }
     }
-
-    /// A cursor at the first element.
-    pub fn cursor(&mut self) -> QSListCursor<'_, T, F> {
-        QSListCursor {
-            q: self.q,
-            c: self.w.cursor(),
-        }
-    }
 }
 
 /// A writer's cursor in a [`QSList`]: an element, or the end. It is the `next` field
@@ -158,26 +152,6 @@ where
     T: Linked<QSListLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    /// The current element, or `None` at the end.
-    pub fn current(&self) -> Option<&T> {
-        self.c.current()
-    }
-
-    /// Move to the next element (or the end). Returns `false` if already at the end.
-    pub fn move_next(&mut self) -> bool {
-        self.c.move_next()
-    }
-
-    /// Insert `e` in front of the current element, or at the end when the cursor is at
-    /// the end. The cursor stays on the same element.
-    ///
-    /// # Panics
-    ///
-    /// If `e` is already linked.
-    pub fn insert_before(&mut self, e: Box<T>) {
-        self.c.insert_before(e)
-    }
-
     /// Insert `e` after the current element (`QSLIST_INSERT_AFTER_RCU`).
     ///
     /// # Panics
@@ -190,22 +164,6 @@ where
         let e = adopt::<T, QSListLink>(e);
         // SAFETY: W1 (we borrow the writer), W2 (fresh box), W3 (linked here).
         unsafe { qslist_insert_after_rcu(self.q, after, e) };
-    }
-
-    /// Remove the current element in O(1) (`QSLIST_REMOVE_RCU`); the cursor moves to the
-    /// next. `None` at the end.
-    pub fn remove_current(&mut self) -> Option<Retired<T, F>> {
-        self.c.remove_current()
-    }
-}
-
-impl<T, F> fmt::Debug for QSListCursor<'_, T, F>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QSListCursor").finish_non_exhaustive()
     }
 }
 

@@ -68,9 +68,12 @@ crate::list_core::list_wrappers! {
     c: "QTAILQ",
     noun: "queue",
     get: queue,
+    cursor: QTailQCursor { q },
     lock_unchecked_safety: "As for [`QList::lock_unchecked`](crate::QList::lock_unchecked): no \
         other writer of this queue runs while the returned writer lives, and earlier writers' \
         operations happen-before its operations.",
+    remove_current: "Remove the current element (`QTAILQ_REMOVE_RCU`); the cursor moves to the \
+        next. `None` at the end.",
 }
 
 /// Proof of writer exclusion for a [`QTailQ`] (see [`QListWriter`](crate::QListWriter)
@@ -187,14 +190,6 @@ where
         // SAFETY: W1 (writer proof), W3 (`remove` checks that `e` is linked here first).
         unsafe { self.w.remove(e, |e| qtailq_remove_rcu(self.q, e)) }
     }
-
-    /// A cursor at the first element.
-    pub fn cursor(&mut self) -> QTailQCursor<'_, T, F> {
-        QTailQCursor {
-            q: self.q,
-            c: self.w.cursor(),
-        }
-    }
 }
 
 /// A writer's back-to-front iterator over a [`QTailQ`] ([`QTailQWriter::iter_rev`]).
@@ -244,26 +239,6 @@ where
     T: Linked<QTailQLink> + Send + Sync + 'static,
     F: Flavor,
 {
-    /// The current element, or `None` at the end.
-    pub fn current(&self) -> Option<&T> {
-        self.c.current()
-    }
-
-    /// Move to the next element (or the end). Returns `false` if already at the end.
-    pub fn move_next(&mut self) -> bool {
-        self.c.move_next()
-    }
-
-    /// Insert `e` in front of the current element, or at the back when the cursor is at
-    /// the end. The cursor stays on the same element.
-    ///
-    /// # Panics
-    ///
-    /// If `e` is already linked.
-    pub fn insert_before(&mut self, e: Box<T>) {
-        self.c.insert_before(e)
-    }
-
     /// Insert `e` after the current element (`QTAILQ_INSERT_AFTER_RCU`).
     ///
     /// # Panics
@@ -276,22 +251,6 @@ where
         let e = adopt::<T, QTailQLink>(e);
         // SAFETY: W1 (we borrow the writer), W2 (fresh box), W3 (linked here).
         unsafe { qtailq_insert_after_rcu(self.q, after, e) };
-    }
-
-    /// Remove the current element (`QTAILQ_REMOVE_RCU`); the cursor moves to the next.
-    /// `None` at the end.
-    pub fn remove_current(&mut self) -> Option<Retired<T, F>> {
-        self.c.remove_current()
-    }
-}
-
-impl<T, F> fmt::Debug for QTailQCursor<'_, T, F>
-where
-    T: Linked<QTailQLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QTailQCursor").finish_non_exhaustive()
     }
 }
 
