@@ -14,6 +14,9 @@ pub struct Machine {
     /// The 1-, 5- and 15-minute load averages when probed (`/proc/loadavg`): other work on
     /// a shared machine shows up here.
     pub load: String,
+    /// Whether the kernel offers `membarrier(PRIVATE_EXPEDITED)`: without it the memb
+    /// flavor runs its fence fallback, and its figures are mb's.
+    pub membarrier: bool,
 }
 
 impl Machine {
@@ -40,14 +43,22 @@ impl Machine {
             cpu_model,
             kernel,
             load,
+            membarrier: rcu_core::membarrier::available(),
         }
     }
 
-    /// One line: "2 CPUs, AMD EPYC, Linux 6.x".
+    /// One line: "2 CPUs, AMD EPYC, Linux 6.x, membarrier".
     pub fn summary(&self) -> String {
         format!(
-            "{} CPUs, {}, Linux {}",
-            self.cpus, self.cpu_model, self.kernel
+            "{} CPUs, {}, Linux {}, {}",
+            self.cpus,
+            self.cpu_model,
+            self.kernel,
+            if self.membarrier {
+                "membarrier"
+            } else {
+                "no membarrier (memb runs its fence fallback)"
+            }
         )
     }
 

@@ -147,13 +147,14 @@ fn main() -> ExitCode {
         md.push_str(&scaling::markdown_table(&results, writer));
     }
     let json = format!(
-        "{{\"date\":{},\"machine\":{{\"cpus\":{},\"cpu_model\":{},\"kernel\":{},\"loadavg_at_start\":{}}},\
+        "{{\"date\":{},\"machine\":{{\"cpus\":{},\"cpu_model\":{},\"kernel\":{},\"loadavg_at_start\":{},\"membarrier\":{}}},\
          \"duration_ms\":{},\"runs\":{},\"qsbr_every\":{},\"results\":[\n{}\n]}}\n",
         scaling::json_str(&date),
         machine.cpus,
         scaling::json_str(&machine.cpu_model),
         scaling::json_str(&machine.kernel),
         scaling::json_str(&machine.load),
+        machine.membarrier,
         args.duration_ms,
         args.runs.max(1),
         opts.qsbr_every,
