@@ -9,6 +9,7 @@
 //! also a use-after-free report. Five extra threads call `synchronize` in a loop.
 //!
 //! `RCU_TORTURE_SECS` (default: a fraction of a second) sets the duration per case.
+//! `RCU_TORTURE_READERS` (default 2) sets the reader threads per case.
 #![cfg(not(loom))]
 
 use std::collections::VecDeque;
@@ -251,65 +252,73 @@ fn check(o: Outcome) {
     assert_eq!(o.poisoned, 0, "a reader saw a poisoned item: {o:?}");
 }
 
-const READERS: usize = 2;
+/// Reader threads per test: 2 (this 2-core machine), or `RCU_TORTURE_READERS` to load a
+/// many-core machine.
+fn readers() -> usize {
+    std::env::var("RCU_TORTURE_READERS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
+}
 
 #[test]
 fn memb_synchronize() {
-    check(torture(Domain::<Memb>::new(), Wait::Synchronize, READERS));
+    check(torture(Domain::<Memb>::new(), Wait::Synchronize, readers()));
 }
 #[test]
 fn memb_call_rcu() {
-    check(torture(Domain::<Memb>::new(), Wait::CallRcu, READERS));
+    check(torture(Domain::<Memb>::new(), Wait::CallRcu, readers()));
 }
 #[test]
 fn memb_poll() {
-    check(torture(Domain::<Memb>::new(), Wait::Poll, READERS));
+    check(torture(Domain::<Memb>::new(), Wait::Poll, readers()));
 }
 #[test]
 fn memb_fallback_synchronize() {
     let d = Domain::<Memb>::builder().force_fallback(true).build();
     assert_eq!(d.protocol(), "mb");
-    check(torture(d, Wait::Synchronize, READERS));
+    check(torture(d, Wait::Synchronize, readers()));
 }
 #[test]
 fn memb_fallback_call_rcu() {
     let d = Domain::<Memb>::builder().force_fallback(true).build();
-    check(torture(d, Wait::CallRcu, READERS));
+    check(torture(d, Wait::CallRcu, readers()));
 }
 #[test]
 fn memb_fallback_poll() {
     let d = Domain::<Memb>::builder().force_fallback(true).build();
-    check(torture(d, Wait::Poll, READERS));
+    check(torture(d, Wait::Poll, readers()));
 }
 #[test]
 fn mb_synchronize() {
-    check(torture(Domain::<Mb>::new(), Wait::Synchronize, READERS));
+    check(torture(Domain::<Mb>::new(), Wait::Synchronize, readers()));
 }
 #[test]
 fn mb_call_rcu() {
-    check(torture(Domain::<Mb>::new(), Wait::CallRcu, READERS));
+    check(torture(Domain::<Mb>::new(), Wait::CallRcu, readers()));
 }
 #[test]
 fn mb_poll() {
-    check(torture(Domain::<Mb>::new(), Wait::Poll, READERS));
+    check(torture(Domain::<Mb>::new(), Wait::Poll, readers()));
 }
 #[test]
 fn qsbr_synchronize() {
-    check(torture(Domain::<Qsbr>::new(), Wait::Synchronize, READERS));
+    check(torture(Domain::<Qsbr>::new(), Wait::Synchronize, readers()));
 }
 #[test]
 fn qsbr_call_rcu() {
-    check(torture(Domain::<Qsbr>::new(), Wait::CallRcu, READERS));
+    check(torture(Domain::<Qsbr>::new(), Wait::CallRcu, readers()));
 }
 #[test]
 fn qsbr_poll() {
-    check(torture(Domain::<Qsbr>::new(), Wait::Poll, READERS));
+    check(torture(Domain::<Qsbr>::new(), Wait::Poll, readers()));
 }
 
 /// The detector works: without grace periods, readers do see stale (age >= 2) items.
 #[test]
 fn detects_missing_grace_period() {
-    let o = torture(Domain::<Memb>::new(), Wait::Broken, READERS);
+    let o = torture(Domain::<Memb>::new(), Wait::Broken, readers());
     assert!(o.reads > 0);
     assert!(
         o.too_old > 0,
