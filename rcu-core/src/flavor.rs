@@ -25,9 +25,10 @@ pub trait Flavor: sealed::Sealed + Send + Sync + Sized + 'static {
     /// Whether a registered reader starts online with a counter snapshot (qsbr) or idle.
     #[doc(hidden)]
     const STARTS_ONLINE: bool;
-    /// `read_lock` (any nesting level).
+    /// `read_lock` (any nesting level); `gp` is the domain's grace-period counter, the one
+    /// `rec.gp()` points to (callers pass a copy they hold in a register).
     #[doc(hidden)]
-    fn lock(rec: &Record);
+    fn lock(rec: &Record, gp: &AtomicU64);
     /// Leaving a critical section (any nesting level).
     #[doc(hidden)]
     fn unlock(rec: &Record);
@@ -111,14 +112,14 @@ impl Flavor for Memb {
     const STARTS_ONLINE: bool = false;
 
     #[inline(always)]
-    fn lock(rec: &Record) {
+    fn lock(rec: &Record, gp: &AtomicU64) {
         // Relaxed: only this thread writes its `ctr`.
         let tmp = rec.ctr.load(Ordering::Relaxed);
         if tmp & NEST_MASK == 0 {
             // Outermost. Relaxed load of the counter: which value we read does not matter
             // for safety (an old value only makes the next grace period wait for us); the
             // ordering comes from the barrier after the store.
-            let snap = rec.gp().load(Ordering::Relaxed);
+            let snap = gp.load(Ordering::Relaxed);
             if snap & FALLBACK_BIT != 0 {
                 store_full_barrier(&rec.ctr, snap);
             } else {
@@ -186,10 +187,10 @@ impl Flavor for Mb {
     const STARTS_ONLINE: bool = false;
 
     #[inline(always)]
-    fn lock(rec: &Record) {
+    fn lock(rec: &Record, gp: &AtomicU64) {
         let tmp = rec.ctr.load(Ordering::Relaxed);
         if tmp & NEST_MASK == 0 {
-            let snap = rec.gp().load(Ordering::Relaxed);
+            let snap = gp.load(Ordering::Relaxed);
             // Full barrier: the `ctr` store is visible before our critical section's loads
             // (store-buffering pairing with the writer's fence before it reads `ctr`).
             store_full_barrier(&rec.ctr, snap);
@@ -227,7 +228,7 @@ impl Flavor for Qsbr {
     const STARTS_ONLINE: bool = true;
 
     #[inline(always)]
-    fn lock(rec: &Record) {
+    fn lock(rec: &Record, _gp: &AtomicU64) {
         // Nothing at all in release builds; debug builds count nesting for assertions.
         if cfg!(debug_assertions) {
             rec.nesting.set(rec.nesting.get() + 1);

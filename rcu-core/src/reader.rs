@@ -123,6 +123,10 @@ impl fmt::Debug for Record {
 /// ```
 pub struct Reader<F: Flavor> {
     pub(crate) rec: Arc<CachePadded<Record>>,
+    /// `rec.gp`, the domain's key, copied here: a `Reader` has no interior mutability, so a
+    /// loop of `read_lock`s keeps this in a register instead of reloading it from the
+    /// record (whose atomics forbid that) on every entry.
+    key: *const AtomicU64,
     pub(crate) domain: Domain<F>,
     _not_send: PhantomData<*mut ()>,
 }
@@ -130,6 +134,7 @@ pub struct Reader<F: Flavor> {
 impl<F: Flavor> Reader<F> {
     pub(crate) fn new(domain: Domain<F>, rec: Arc<CachePadded<Record>>) -> Self {
         Reader {
+            key: rec.gp,
             rec,
             domain,
             _not_send: PhantomData,
@@ -141,8 +146,9 @@ impl<F: Flavor> Reader<F> {
     #[inline(always)]
     pub fn read_lock(&self) -> ReadGuard<'_, F> {
         // SAFETY: the record is ours (this handle is `!Send`, so we are its thread) and
-        // registered with a live domain for as long as `self` is borrowed.
-        unsafe { ReadGuard::enter(&self.rec) }
+        // registered with a live domain for as long as `self` is borrowed; `key` is the
+        // record's `gp`, copied at construction (neither ever changes).
+        unsafe { ReadGuard::enter_keyed(&self.rec, self.key) }
     }
 
     /// The domain this reader is registered with.
@@ -328,8 +334,22 @@ impl<'r, F: Flavor> ReadGuard<'r, F> {
     /// 2. `rec` is registered with a live domain for all of `'r`.
     #[inline(always)]
     pub(crate) unsafe fn enter(rec: &'r Record) -> Self {
-        let key = rec.gp;
-        F::lock(rec);
+        // SAFETY: the caller's contract; `rec.gp` is the record's own key.
+        unsafe { Self::enter_keyed(rec, rec.gp) }
+    }
+
+    /// [`enter`](Self::enter) with the record's key supplied by the caller.
+    ///
+    /// # Safety
+    ///
+    /// 1. and 2. as for [`enter`](Self::enter).
+    /// 3. `key == rec.gp`.
+    #[inline(always)]
+    pub(crate) unsafe fn enter_keyed(rec: &'r Record, key: *const AtomicU64) -> Self {
+        debug_assert_eq!(key, rec.gp);
+        // SAFETY: `key` is `rec.gp` (contract 3), which points into the live domain core
+        // (contract 2 and the record's type invariant).
+        F::lock(rec, unsafe { &*key });
         ReadGuard {
             rec,
             key,
