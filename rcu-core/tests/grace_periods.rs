@@ -138,6 +138,41 @@ fn polled_grace_periods() {
     assert!(d.poll(c2));
 }
 
+/// Guards may be dropped in any order: dropping the outer guard of a nested pair must not
+/// end the critical section while the inner one lives (the nesting depth is counted, not
+/// inferred from which guard is dropped).
+fn out_of_order_drop_keeps_the_reader_inside<F: rcu_core::Flavor>(d: Domain<F>) {
+    let r = d.register();
+    let outer = r.read_lock();
+    let inner = r.read_lock();
+    drop(outer);
+    assert!(r.in_critical_section());
+    let cookie = d.start_poll();
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(
+        !d.poll(cookie),
+        "{}: a grace period ended while the inner guard was live",
+        d.flavor_name()
+    );
+    drop(inner);
+    assert!(!r.in_critical_section());
+    d.cond_synchronize(cookie);
+    assert!(d.poll(cookie));
+}
+
+#[test]
+fn memb_out_of_order_guard_drop_keeps_the_reader_inside() {
+    out_of_order_drop_keeps_the_reader_inside(Domain::<Memb>::new());
+    out_of_order_drop_keeps_the_reader_inside(
+        Domain::<Memb>::builder().force_fallback(true).build(),
+    );
+}
+
+#[test]
+fn mb_out_of_order_guard_drop_keeps_the_reader_inside() {
+    out_of_order_drop_keeps_the_reader_inside(Domain::<Mb>::new());
+}
+
 #[test]
 #[should_panic(expected = "inside a read-side critical section")]
 fn synchronize_inside_critical_section_panics() {
