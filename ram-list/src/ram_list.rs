@@ -269,7 +269,10 @@ impl<F: Flavor> RamList<F> {
         }
         let b = self.lookup(addr, guard)?;
         let offset = addr - b.offset();
-        let len = len.min(b.used_length() - offset);
+        // One read of the used length: a concurrent `resize` may have shrunk the block since
+        // `lookup` found `addr` inside it, and then the address is no longer guest RAM.
+        let room = b.used_length().checked_sub(offset).filter(|&n| n > 0)?;
+        let len = len.min(room);
         Some(GuestRange {
             block: b,
             offset,

@@ -245,3 +245,51 @@ fn translator_never_uses_a_reclaimed_block() {
     }
     assert!(d.stats().callbacks_run >= 200);
 }
+
+/// `ptr_length` racing `resize`: a block's used length can shrink between the lookup that
+/// found `addr` inside it and the clamp of the range. The range must then be `None` or lie
+/// inside the used length read once, never an underflowed length.
+#[test]
+fn ptr_length_races_resize() {
+    let d: Domain<Memb> = Domain::new();
+    let l = RamList::new_in(&d);
+    let _base = l.alloc_named("pc.ram", MIB).unwrap();
+    let rom = l
+        .alloc_resizeable_named("rom", 256 * KIB, 256 * KIB)
+        .unwrap();
+    let done = AtomicBool::new(false);
+    let (mut found, mut gone) = (0u64, 0u64);
+    std::thread::scope(|s| {
+        let (l, done) = (&l, &done);
+        s.spawn(move || {
+            // Flip between a small and the full length while the reader probes the tail.
+            for i in 0..cfg::WRITER_OPS * 8 {
+                let len = if i % 2 == 0 { 4 * KIB } else { 256 * KIB };
+                l.resize(rom, len).unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        let r = d.register();
+        let mut rng = Rng::new(11);
+        while !done.load(Ordering::Relaxed) {
+            let g = r.read_lock();
+            for _ in 0..256 {
+                // Addresses in the part of the block that comes and goes.
+                let addr = rom + 4 * KIB + rng.below(252 * KIB);
+                match l.ptr_length(addr, 64 * KIB, &g) {
+                    Some(rg) => {
+                        found += 1;
+                        assert!(rg.len > 0);
+                        assert!(rg.offset + rg.len <= rg.block.max_length(), "{rg:?}");
+                    }
+                    None => gone += 1,
+                }
+            }
+        }
+    });
+    eprintln!("ptr_length: {found} ranges, {gone} misses");
+    assert!(
+        found > 0 && gone > 0,
+        "the race was not exercised: {found} / {gone}"
+    );
+}
