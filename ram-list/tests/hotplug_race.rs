@@ -257,21 +257,35 @@ fn ptr_length_races_resize() {
     let rom = l
         .alloc_resizeable_named("rom", 256 * KIB, 256 * KIB)
         .unwrap();
-    let done = AtomicBool::new(false);
+    let flips = AtomicU64::new(0);
+    let reader_done = AtomicBool::new(false);
     let (mut found, mut gone) = (0u64, 0u64);
     std::thread::scope(|s| {
-        let (l, done) = (&l, &done);
+        let (l, flips, reader_done) = (&l, &flips, &reader_done);
         s.spawn(move || {
-            // Flip between a small and the full length while the reader probes the tail.
-            for i in 0..cfg::WRITER_OPS * 8 {
+            // Flip between a small and the full length until the reader is done.
+            let mut i = 0u64;
+            while !reader_done.load(Ordering::Relaxed) {
                 let len = if i % 2 == 0 { 4 * KIB } else { 256 * KIB };
                 l.resize(rom, len).unwrap();
+                i += 1;
+                flips.store(i, Ordering::Relaxed);
             }
-            done.store(true, Ordering::Relaxed);
         });
+        // Stops the writer however the reader leaves (an assertion failing included).
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _done = Done(reader_done);
         let r = d.register();
         let mut rng = Rng::new(11);
-        while !done.load(Ordering::Relaxed) {
+        while flips.load(Ordering::Relaxed) < 2 {
+            std::thread::yield_now();
+        }
+        for _ in 0..cfg::WRITER_OPS {
             let g = r.read_lock();
             for _ in 0..256 {
                 // Addresses in the part of the block that comes and goes.
