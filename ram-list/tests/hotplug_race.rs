@@ -285,7 +285,14 @@ fn ptr_length_races_resize() {
         while flips.load(Ordering::Relaxed) < 2 {
             std::thread::yield_now();
         }
-        for _ in 0..cfg::WRITER_OPS {
+        // At least WRITER_OPS batches, and on until both outcomes were seen (the writer may
+        // get no CPU for a while when other tests run beside this one); 30 s at most.
+        let t0 = std::time::Instant::now();
+        let mut batches = 0;
+        while batches < cfg::WRITER_OPS
+            || ((found == 0 || gone == 0) && t0.elapsed() < std::time::Duration::from_secs(30))
+        {
+            batches += 1;
             let g = r.read_lock();
             for _ in 0..256 {
                 // Addresses in the part of the block that comes and goes.

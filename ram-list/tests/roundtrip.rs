@@ -239,6 +239,10 @@ fn live_migration_over_a_socket_with_concurrent_writers_and_hotplug() {
     let src = make_source(&d);
     let dst = RamList::new_in(&d);
     let stop = AtomicBool::new(false);
+    // Set once the vCPU has written guest memory: the migration starts only then, so it
+    // always runs against a writer and always has data pages to send, however the threads
+    // are scheduled.
+    let vcpu_running = AtomicBool::new(false);
     let (tx, rx) = UnixStream::pair().unwrap();
     std::thread::scope(|s| {
         let loader = s.spawn(|| {
@@ -250,6 +254,9 @@ fn live_migration_over_a_socket_with_concurrent_writers_and_hotplug() {
             let mut rng = Rng::new(5);
             while !stop.load(Ordering::Relaxed) {
                 dirty_randomly(&src, &r, &mut rng, 20);
+                // Release: pairs with the Acquire below, so the first writes are visible
+                // to the saver's first pass (the dirty log would carry them anyway).
+                vcpu_running.store(true, Ordering::Release);
                 std::thread::yield_now();
             }
         });
@@ -273,6 +280,10 @@ fn live_migration_over_a_socket_with_concurrent_writers_and_hotplug() {
             ..SaveOptions::default()
         };
         let mut w = MigrationWriter::new(std::io::BufWriter::new(tx), "pc", opts).unwrap();
+        // Acquire: pairs with the vCPU's Release store.
+        while !vcpu_running.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
         w.setup(&src, &r.read_lock()).unwrap();
         for _ in 0..30 {
             w.iterate(&src, 256 * KIB, &r.read_lock()).unwrap();
