@@ -1,9 +1,10 @@
 //! call_rcu throughput: 1,000,000 callbacks queued and then `barrier()` (so every one of
 //! them has run when the clock stops), from 1 and from 2 producer threads; once with a
 //! small closure and once with deferred drops of `Box`es (`defer_drop`, which includes the
-//! allocation in the producer and the free on the worker). The `closure_unbounded_backlog`
-//! rows turn off the backlog bound (`DomainBuilder::max_backlog(0)`), which a burst of a
-//! million callbacks runs into.
+//! allocation in the producer and the free on the worker). By default `call` never waits;
+//! the `closure_blocking_limit` rows build the domain with the opt-in blocking bound
+//! (`DomainBuilder::blocking_backlog_limit(65_536)`), which a burst of a million callbacks
+//! runs into, to show what it costs.
 //! Run: `cargo bench -p benches --bench call_rcu`.
 // criterion_group!/criterion_main! generate undocumented items.
 #![allow(missing_docs)]
@@ -91,26 +92,25 @@ fn rounds<F: Flavor>(domain: &Domain<F>, kind: Kind, producers: usize, iters: u6
 fn flavor<F: Flavor>(c: &mut Criterion) {
     let mut g = c.benchmark_group(format!("call_rcu_{}", F::NAME));
     g.throughput(Throughput::Elements(CALLBACKS));
-    // (kind, bounded backlog): the default domain bounds the backlog (producers wait past
-    // `DEFAULT_MAX_BACKLOG`); `_unbounded_backlog` rows build the domain with
-    // `max_backlog(0)` to show what the bound costs this burst.
-    for (kind, bounded) in [
-        (Kind::Closure, true),
+    // (kind, blocking limit): a default domain never makes producers wait; the
+    // `_blocking_limit` rows opt in to the blocking bound to show what it costs this burst.
+    for (kind, limited) in [
         (Kind::Closure, false),
-        (Kind::DeferDropBox, true),
+        (Kind::Closure, true),
+        (Kind::DeferDropBox, false),
     ] {
         for producers in [1usize, 2] {
             // A fresh domain per row, so that one row's backlog cannot slow the next.
-            let domain: Domain<F> = if bounded {
-                Domain::new()
+            let domain: Domain<F> = if limited {
+                Domain::builder().blocking_backlog_limit(65_536).build()
             } else {
-                Domain::builder().max_backlog(0).build()
+                Domain::new()
             };
             domain.barrier(); // start the worker outside the measurement
-            let name = if bounded {
-                kind.name().to_owned()
+            let name = if limited {
+                format!("{}_blocking_limit", kind.name())
             } else {
-                format!("{}_unbounded_backlog", kind.name())
+                kind.name().to_owned()
             };
             g.bench_with_input(
                 BenchmarkId::new(name, format!("{producers}_producers")),

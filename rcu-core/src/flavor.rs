@@ -2,58 +2,47 @@
 //! the grace-period side pairs with it.
 //!
 //! Every flavor uses the same reader record (`ctr`, `waiting`, see
-//! [`Record`](crate::reader::Record)) and the same grace-period loop: bump the 64-bit
+//! `Record` (`record.rs`)) and the same grace-period loop: bump the 64-bit
 //! counter `gp`, then wait until every registered reader is either idle (`ctr == 0`) or has
-//! a snapshot taken after the bump (`ctr >= new`). The flavors differ only in the barriers
+//! a snapshot taken after the bump (same sequence as `new`). The flavors differ only in the barriers
 //! that make "`ctr` is 0 or new" imply "this reader can no longer see what was unpublished".
 //! The full argument, pairing by pairing, is in [`crate::docs::internal`].
 
-use crate::reader::Record;
+use crate::record::{Record, FALLBACK_BIT, NEST_MASK};
 use crate::sync::{fence, AtomicU64, Ordering};
 
-mod sealed {
-    pub trait Sealed {}
+pub(crate) mod sealed {
+    use crate::record::Record;
+    use crate::sync::AtomicU64;
+
+    /// The read-side protocol of a flavor. Sealed: the trait is public (it bounds
+    /// [`Flavor`](super::Flavor)) but lives in a private module, so no other crate can name,
+    /// implement or call it.
+    pub trait Protocol {
+        /// Whether a registered reader starts online with a counter snapshot (qsbr) or idle.
+        const STARTS_ONLINE: bool;
+        /// Whether the domain uses `membarrier` for its grace periods when available (memb).
+        const USES_MEMBARRIER: bool;
+        /// `read_lock` (any nesting level); `gp` is the domain's grace-period counter, the
+        /// one `rec.gp()` points to (callers pass a copy they hold in a register).
+        fn lock(rec: &Record, gp: &AtomicU64);
+        /// Leaving a critical section (any nesting level).
+        fn unlock(rec: &Record);
+        /// Whether the owning thread is inside a critical section of `rec` (qsbr: only
+        /// tracked in debug builds).
+        fn in_critical_section(rec: &Record) -> bool;
+        /// The grace-period side's barrier; `fallback` is the domain's "no membarrier" flag.
+        fn heavy(fallback: bool);
+    }
 }
 
 /// An RCU flavor: [`Memb`] (the default), [`Mb`] or [`Qsbr`].
 ///
-/// The trait is sealed; its methods are implementation details of the read side and are
-/// hidden from the documentation.
-pub trait Flavor: sealed::Sealed + Send + Sync + Sized + 'static {
+/// The trait is sealed: the read-side protocol behind it is an implementation detail.
+pub trait Flavor: sealed::Protocol + Send + Sync + Sized + 'static {
     /// Short name ("memb", "mb", "qsbr").
     const NAME: &'static str;
-    /// Whether a registered reader starts online with a counter snapshot (qsbr) or idle.
-    #[doc(hidden)]
-    const STARTS_ONLINE: bool;
-    /// `read_lock` (any nesting level); `gp` is the domain's grace-period counter, the one
-    /// `rec.gp()` points to (callers pass a copy they hold in a register).
-    #[doc(hidden)]
-    fn lock(rec: &Record, gp: &AtomicU64);
-    /// Leaving a critical section (any nesting level).
-    #[doc(hidden)]
-    fn unlock(rec: &Record);
-    /// Whether the owning thread is inside a critical section (qsbr: only tracked in
-    /// debug builds).
-    #[doc(hidden)]
-    fn in_critical_section(rec: &Record) -> bool;
-    /// The grace-period side's barrier; `fallback` is the domain's "no membarrier" flag.
-    #[doc(hidden)]
-    fn heavy(fallback: bool);
 }
-
-/// The low bits of a reader's `ctr` count its nesting depth; the grace-period counter
-/// advances in steps of `1 << NEST_BITS` and always has nesting 1 in its low bits, so the
-/// outermost lock is a single store of the counter. 48 bits of grace periods last ~9 years
-/// at a million grace periods per second.
-pub(crate) const NEST_BITS: u32 = 16;
-pub(crate) const NEST_MASK: u64 = (1 << NEST_BITS) - 1;
-/// One grace-period step of the counter.
-pub(crate) const GP_STEP: u64 = 1 << NEST_BITS;
-/// Set in the grace-period counter of a memb domain without membarrier (the fallback), so
-/// in every snapshot a reader stores: `Memb::lock` and `Memb::unlock` test a value they
-/// have loaded anyway instead of loading a flag. Both sides of [`Record::blocks`] carry
-/// it, so the comparison of sequence numbers is unchanged.
-pub(crate) const FALLBACK_BIT: u64 = 1 << 63;
 
 #[cold]
 #[inline(never)]
@@ -83,10 +72,6 @@ pub struct Mb;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Qsbr;
 
-impl sealed::Sealed for Memb {}
-impl sealed::Sealed for Mb {}
-impl sealed::Sealed for Qsbr {}
-
 /// Store `v` into `ctr` and make the store globally visible before any later load of this
 /// thread, with the stores and loads before it ordered first (a store-release followed by a
 /// full barrier).
@@ -109,7 +94,11 @@ pub(crate) fn store_full_barrier(ctr: &AtomicU64, v: u64) {
 
 impl Flavor for Memb {
     const NAME: &'static str = "memb";
+}
+
+impl sealed::Protocol for Memb {
     const STARTS_ONLINE: bool = false;
+    const USES_MEMBARRIER: bool = true;
 
     #[inline(always)]
     fn lock(rec: &Record, gp: &AtomicU64) {
@@ -184,7 +173,11 @@ fn nest(rec: &Record, tmp: u64) {
 
 impl Flavor for Mb {
     const NAME: &'static str = "mb";
+}
+
+impl sealed::Protocol for Mb {
     const STARTS_ONLINE: bool = false;
+    const USES_MEMBARRIER: bool = false;
 
     #[inline(always)]
     fn lock(rec: &Record, gp: &AtomicU64) {
@@ -225,11 +218,32 @@ impl Flavor for Mb {
 
 impl Flavor for Qsbr {
     const NAME: &'static str = "qsbr";
+}
+
+/// A QSBR `read_lock` on an offline reader: refuse it.
+#[cold]
+#[inline(never)]
+fn read_lock_while_offline() -> ! {
+    panic!(
+        "rcu: read_lock() on an offline QSBR reader: grace periods ignore offline threads, so \
+         the guard would protect nothing; come back online first (Reader::thread_online, \
+         qsbr::rcu_thread_online, or drop the OfflineGuard)"
+    )
+}
+
+impl sealed::Protocol for Qsbr {
     const STARTS_ONLINE: bool = true;
+    const USES_MEMBARRIER: bool = false;
 
     #[inline(always)]
     fn lock(rec: &Record, _gp: &AtomicU64) {
-        // Nothing at all in release builds; debug builds count nesting for assertions.
+        // An offline reader is ignored by grace periods: it must not get a guard. Relaxed:
+        // only this thread writes its own `ctr`, so this reads our own last store. One load
+        // of a line this thread owns and a never-taken branch: the whole read side.
+        if rec.ctr.load(Ordering::Relaxed) == 0 {
+            read_lock_while_offline();
+        }
+        // Debug builds count nesting for assertions.
         if cfg!(debug_assertions) {
             rec.nesting.set(rec.nesting.get() + 1);
         }
@@ -286,10 +300,8 @@ pub(crate) fn qsbr_online(rec: &Record) {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use crate::reader::Record;
+    use crate::record::{Record, FALLBACK_BIT, NEST_MASK};
     use crate::{Domain, Flavor, Mb, Memb, Qsbr};
-
-    use super::{FALLBACK_BIT, GP_STEP, NEST_MASK};
 
     fn nesting<F: Flavor>() {
         let d: Domain<F> = Domain::new();
@@ -336,27 +348,6 @@ mod tests {
         );
         drop(b);
         assert!(!r.in_critical_section());
-    }
-
-    #[test]
-    fn blocks_compares_sequences_not_nesting() {
-        let g = (7 * GP_STEP) | 1;
-        let new = g + GP_STEP;
-        assert!(Record::blocks(g, new));
-        assert!(
-            Record::blocks(g + 5, new),
-            "a nested old section still blocks"
-        );
-        assert!(!Record::blocks(new, new));
-        assert!(!Record::blocks(new + 3, new));
-        assert!(!Record::blocks(0, new));
-        // A fallback domain's counter carries FALLBACK_BIT in every value.
-        let (g, new) = (g | FALLBACK_BIT, new | FALLBACK_BIT);
-        assert!(Record::blocks(g, new));
-        assert!(Record::blocks(g + 5, new));
-        assert!(!Record::blocks(new, new));
-        assert!(!Record::blocks(new + 3, new));
-        assert!(!Record::blocks(0, new));
     }
 
     #[test]

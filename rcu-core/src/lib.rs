@@ -51,6 +51,7 @@
 //! the rules (nesting, thread exit, fork, when callbacks run).
 #![doc(test(attr(deny(warnings))))]
 
+mod builder;
 mod call_rcu;
 #[cfg(not(loom))]
 mod default;
@@ -59,28 +60,31 @@ mod domain;
 mod flavor;
 #[cfg(not(loom))]
 mod fork;
+mod grace_period;
+mod guard;
 pub mod membarrier;
+mod misuse;
 mod ptr;
+mod qsbr_thread;
 mod reader;
+mod record;
 mod sync;
+mod unwind;
 
+pub use builder::{DomainBuilder, DEFAULT_BATCH_DELAY};
 #[cfg(not(loom))]
 pub use default::{
     call_rcu, default_domain, defer_drop, qsbr, rcu_barrier, rcu_read_lock, rcu_read_unlock,
     rcu_register_thread, rcu_unregister_thread, synchronize_rcu,
 };
-pub use domain::{
-    Domain, DomainBuilder, GpCookie, StallHook, StallReport, StalledReader, Stats,
-    DEFAULT_BATCH_DELAY, DEFAULT_MAX_BACKLOG, DEFAULT_STALL_TIMEOUT,
-};
+pub use domain::{Domain, GpCookie, Stats};
 pub use flavor::{Flavor, Mb, Memb, Qsbr};
+pub use grace_period::stall::{StallHook, StallReport, StalledReader, DEFAULT_STALL_TIMEOUT};
+pub use guard::ReadGuard;
 pub use ptr::{
     rcu_assign_pointer, rcu_cmpxchg_pointer, rcu_dereference, rcu_xchg_pointer, RcuBox, RcuOption,
 };
-pub use reader::{OfflineGuard, ReadGuard, Reader};
-
-#[doc(hidden)]
-pub use reader::Record;
+pub use reader::{OfflineGuard, Reader};
 
 /// The atomic types used by the raw pointer primitives (loom's under `--cfg loom`).
 pub mod atomic {

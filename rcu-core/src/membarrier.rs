@@ -21,22 +21,26 @@
 //! is the `Mb` flavor's protocol. Under `cfg(loom)` it reports `true`: both halves of the
 //! pair are modelled as `fence(SeqCst)` there, so the loom models check the `Memb` read
 //! side as written; `DomainBuilder::force_fallback(true)` selects the fallback instead.
+//!
+//! Off Linux (the syscall does not exist) and under Miri (which has no such syscall),
+//! [`available`] reports `false`: `Memb` domains use the fence protocol there and say so
+//! through [`Domain::uses_membarrier`](crate::Domain::uses_membarrier) and
+//! [`Domain::protocol`](crate::Domain::protocol).
 
-#[cfg(not(loom))]
-use std::sync::OnceLock;
+/// The system call, where it exists.
+#[cfg(all(target_os = "linux", not(loom), not(miri)))]
+mod sys {
+    pub(super) const CMD_QUERY: libc::c_int = libc::MEMBARRIER_CMD_QUERY as libc::c_int;
+    pub(super) const CMD_PRIVATE_EXPEDITED: libc::c_int =
+        libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED as libc::c_int;
+    pub(super) const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int =
+        libc::MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED as libc::c_int;
 
-#[cfg(not(loom))]
-const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
-#[cfg(not(loom))]
-const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
-#[cfg(not(loom))]
-const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
-
-#[cfg(not(loom))]
-fn membarrier(cmd: libc::c_int) -> libc::c_long {
-    // SAFETY: membarrier takes two integer arguments (cmd, flags) and touches no memory of
-    // ours; an unsupported command returns -1 with errno set, which callers check.
-    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_int) }
+    pub(super) fn membarrier(cmd: libc::c_int) -> libc::c_long {
+        // SAFETY: membarrier takes two integer arguments (cmd, flags) and touches no memory
+        // of ours; an unsupported command returns -1 with errno set, which callers check.
+        unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_int) }
+    }
 }
 
 /// Whether `MEMBARRIER_CMD_PRIVATE_EXPEDITED` is usable in this process (registering for it
@@ -46,19 +50,23 @@ pub fn available() -> bool {
     {
         true
     }
-    #[cfg(not(loom))]
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
     {
-        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *AVAILABLE.get_or_init(|| {
             if std::env::var_os("RCU_MEMB_FORCE_FALLBACK").is_some_and(|v| v == "1") {
                 return false;
             }
-            let mask = membarrier(MEMBARRIER_CMD_QUERY);
-            if mask < 0 || mask & MEMBARRIER_CMD_PRIVATE_EXPEDITED as libc::c_long == 0 {
+            let mask = sys::membarrier(sys::CMD_QUERY);
+            if mask < 0 || mask & sys::CMD_PRIVATE_EXPEDITED as libc::c_long == 0 {
                 return false;
             }
-            membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+            sys::membarrier(sys::CMD_REGISTER_PRIVATE_EXPEDITED) == 0
         })
+    }
+    #[cfg(not(any(loom, all(target_os = "linux", not(miri)))))]
+    {
+        false
     }
 }
 
@@ -70,9 +78,9 @@ pub fn heavy() {
     // Our own side of the pairing is a real fence as well, so that the C11 reasoning of the
     // callers holds on the writer side without appealing to the syscall.
     crate::sync::fence(crate::sync::Ordering::SeqCst);
-    #[cfg(not(loom))]
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
     {
-        let r = membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+        let r = sys::membarrier(sys::CMD_PRIVATE_EXPEDITED);
         // Registration succeeded in `available()`, and the kernel never withdraws it; a
         // failure here would mean readers are unprotected, so it must not pass silently.
         assert!(

@@ -7,7 +7,7 @@ use core::ptr;
 
 use crate::domain::Domain;
 use crate::flavor::{Flavor, Memb};
-use crate::reader::ReadGuard;
+use crate::guard::ReadGuard;
 use crate::sync::{AtomicPtr, Ordering};
 
 /// Load an RCU-protected pointer for reading (`rcu_dereference`).
@@ -139,7 +139,7 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
     }
 
     /// Replace the value; the old one is dropped on the domain's worker after a grace
-    /// period (`rcu_xchg_pointer` + `call_rcu`). Never blocks.
+    /// period (`rcu_xchg_pointer` + `call_rcu`). Never blocks (see [`Domain::call`]).
     pub fn replace(&self, value: T) {
         let old = rcu_xchg_pointer(&self.ptr, Box::into_raw(Box::new(value)));
         // SAFETY: `old` came from `Box::into_raw` (type invariant) and is now unreachable
@@ -153,8 +153,11 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
     ///
     /// # Panics
     ///
-    /// As [`Domain::synchronize`] does when it would deadlock.
+    /// As [`Domain::synchronize`] does when it would deadlock; the check comes first, so the
+    /// cell keeps its value (and `value` is dropped) when it panics.
     pub fn replace_sync(&self, value: T) -> T {
+        // Before anything changes: a panic here leaves the cell as it was.
+        self.domain.check_may_block("replace_sync");
         let old = rcu_xchg_pointer(&self.ptr, Box::into_raw(Box::new(value)));
         self.domain.synchronize();
         // SAFETY: `old` came from `Box::into_raw`, is unpublished, and a grace period has
@@ -295,8 +298,11 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuOption<T, F> {
     ///
     /// # Panics
     ///
-    /// As [`Domain::synchronize`] does when it would deadlock.
+    /// As [`Domain::synchronize`] does when it would deadlock; the check comes first, so the
+    /// cell keeps its value (and `value` is dropped) when it panics.
     pub fn swap_sync(&self, value: Option<T>) -> Option<T> {
+        // Before anything changes: a panic here leaves the cell as it was.
+        self.domain.check_may_block("swap_sync");
         let old = rcu_xchg_pointer(&self.ptr, into_raw(value));
         if old.is_null() {
             return None;

@@ -1,107 +1,14 @@
-//! Reader registration: the per-thread record, the `Reader` handle, and read guards.
+//! Reader registration: the `Reader` handle of a thread registered with a domain, and
+//! QSBR's offline/online states.
 
-use core::cell::Cell;
 use core::fmt;
 use core::marker::PhantomData;
-use std::thread::ThreadId;
 
-use crossbeam_utils::CachePadded;
-
-use crate::domain::{Core, Domain, Waker};
+use crate::domain::Domain;
 use crate::flavor::{self, Flavor, Qsbr};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
-
-/// One registered reader thread's state, shared with the grace-period side.
-///
-/// Invariants: `ctr`'s only writer is the owning thread (plus unregistration and the
-/// post-fork fixup, when the owner cannot be running); `nesting` is only touched by the
-/// owning thread; `gp` and `waker` point into the `Core` that the owning [`Reader`] keeps
-/// alive with an `Arc` for as long as this record can be used.
-#[doc(hidden)]
-pub struct Record {
-    /// 0: idle/offline; otherwise the grace-period counter snapshot of the current critical
-    /// section (memb, mb) or of the last quiescent state (qsbr).
-    pub(crate) ctr: AtomicU64,
-    /// Set by a waiting synchronizer; checked by the reader when it leaves.
-    pub(crate) waiting: AtomicBool,
-    /// QSBR in debug builds only: nesting depth of critical sections (owner thread only).
-    /// Memb and Mb keep the depth in the low bits of `ctr`.
-    pub(crate) nesting: Cell<usize>,
-    gp: *const AtomicU64,
-    waker: *const Waker,
-    pub(crate) owner: ThreadId,
-    pub(crate) name: Option<String>,
-}
-
-// SAFETY: the atomics are shared by design; `nesting` (a `Cell`) is only ever accessed by the
-// owning thread: every access goes through `Reader`/`ReadGuard`/the default-domain
-// thread-local, all of which are `!Send` and so stay on that thread. The grace-period side
-// only reads `ctr`, `waiting`, `owner` and `name`. The raw pointers point into an `Arc<Core>`
-// that outlives every use (see the type invariants).
-unsafe impl Sync for Record {}
-// SAFETY: see `Sync`: moving the record (in its `Arc`) between threads moves no thread-bound
-// state; `nesting` is only used by the owner.
-unsafe impl Send for Record {}
-
-impl Record {
-    pub(crate) fn new<F: Flavor>(core: &Core<F>, start: u64) -> Self {
-        let t = std::thread::current();
-        Record {
-            ctr: AtomicU64::new(start),
-            waiting: AtomicBool::new(false),
-            nesting: Cell::new(0),
-            gp: &core.gp.ctr,
-            waker: &core.waker,
-            owner: t.id(),
-            name: t.name().map(str::to_owned),
-        }
-    }
-
-    /// The domain's grace-period counter.
-    #[inline(always)]
-    pub(crate) fn gp(&self) -> &AtomicU64 {
-        // SAFETY: `gp` points into the `Core` kept alive by the owning `Reader` (type
-        // invariant), and the record is only used while that reader exists.
-        unsafe { &*self.gp }
-    }
-
-    /// If a synchronizer is waiting for us, wake it. Called after `ctr` changed, with a
-    /// full barrier (or the light half of the membarrier pair) in between.
-    #[inline(always)]
-    pub(crate) fn wake_if_waiting(&self) {
-        // Relaxed: the barrier before this load orders it after our `ctr` store; the
-        // writer sets `waiting`, then executes its barrier, then re-reads `ctr`, so either
-        // it sees our new `ctr` or we see `waiting == true` here.
-        if self.waiting.load(Ordering::Relaxed) {
-            self.wake_slow();
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn wake_slow(&self) {
-        // SAFETY: as in `gp()`: `waker` points into the live `Core`.
-        unsafe { &*self.waker }.wake();
-    }
-
-    /// Whether this reader is inside a critical section that began before grace-period
-    /// counter value `new` (or, for qsbr, has not announced a quiescent state since).
-    #[inline]
-    pub(crate) fn blocks(ctr: u64, new: u64) -> bool {
-        use crate::flavor::NEST_BITS;
-        ctr != 0 && (ctr >> NEST_BITS) < (new >> NEST_BITS)
-    }
-}
-
-impl fmt::Debug for Record {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Record")
-            .field("ctr", &self.ctr.load(Ordering::Relaxed))
-            .field("owner", &self.owner)
-            .field("name", &self.name)
-            .finish()
-    }
-}
+use crate::grace_period::SharedRecord;
+use crate::guard::ReadGuard;
+use crate::sync::{AtomicU64, Ordering};
 
 /// A thread's registration with a [`Domain`]: the handle through which it reads.
 ///
@@ -122,7 +29,7 @@ impl fmt::Debug for Record {
 /// assert_eq!(*value.load(&reader.read_lock()), 8);
 /// ```
 pub struct Reader<F: Flavor> {
-    pub(crate) rec: Arc<CachePadded<Record>>,
+    pub(crate) rec: SharedRecord,
     /// `rec.gp`, the domain's key, copied here: a `Reader` has no interior mutability, so a
     /// loop of `read_lock`s keeps this in a register instead of reloading it from the
     /// record (whose atomics forbid that) on every entry.
@@ -132,9 +39,9 @@ pub struct Reader<F: Flavor> {
 }
 
 impl<F: Flavor> Reader<F> {
-    pub(crate) fn new(domain: Domain<F>, rec: Arc<CachePadded<Record>>) -> Self {
+    pub(crate) fn new(domain: Domain<F>, rec: SharedRecord) -> Self {
         Reader {
-            key: rec.gp,
+            key: rec.gp_ptr(),
             rec,
             domain,
             _not_send: PhantomData,
@@ -143,6 +50,19 @@ impl<F: Flavor> Reader<F> {
 
     /// Enter a read-side critical section (`rcu_read_lock`). Dropping the guard leaves it
     /// (`rcu_read_unlock`). Critical sections nest.
+    ///
+    /// # Panics
+    ///
+    /// (QSBR) If this reader is offline: grace periods ignore offline readers, so the guard
+    /// would protect nothing. Come back online first:
+    ///
+    /// ```should_panic
+    /// use rcu_core::{Domain, Qsbr};
+    /// let domain: Domain<Qsbr> = Domain::new();
+    /// let mut reader = domain.register();
+    /// std::mem::forget(reader.offline()); // offline, and the guard that restores it is gone
+    /// let _guard = reader.read_lock(); // panics: "read_lock() on an offline QSBR reader"
+    /// ```
     #[inline(always)]
     pub fn read_lock(&self) -> ReadGuard<'_, F> {
         // SAFETY: the record is ours (this handle is `!Send`, so we are its thread) and
@@ -229,9 +149,18 @@ impl Reader<Qsbr> {
     }
 }
 
+impl<F: Flavor> Domain<F> {
+    /// Register the calling thread as a reader (`rcu_register_thread`). The handle is
+    /// `!Send` and unregisters when dropped. QSBR readers start online.
+    pub fn register(&self) -> Reader<F> {
+        let rec = self.gp.register();
+        Reader::new(self.clone(), rec)
+    }
+}
+
 impl<F: Flavor> Drop for Reader<F> {
     fn drop(&mut self) {
-        self.domain.core().unregister(&self.rec);
+        self.domain.gp.unregister(&self.rec);
     }
 }
 
@@ -258,131 +187,5 @@ impl Drop for OfflineGuard<'_> {
 impl fmt::Debug for OfflineGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("OfflineGuard")
-    }
-}
-
-/// A read-side critical section. References loaded through it borrow it, so none can
-/// outlive the critical section; it is neither `Send` nor `Sync`.
-///
-/// A reference cannot escape its guard:
-///
-/// ```compile_fail
-/// use rcu_core::{Domain, Memb, RcuBox};
-/// let domain: Domain<Memb> = Domain::new();
-/// let value = RcuBox::new_in(1u32, &domain);
-/// let reader = domain.register();
-/// let r: &u32 = {
-///     let guard = reader.read_lock();
-///     value.load(&guard) // error: `guard` does not live long enough
-/// };
-/// println!("{r}");
-/// ```
-///
-/// The compiling twin copies the value out instead:
-///
-/// ```
-/// use rcu_core::{Domain, Memb, RcuBox};
-/// let domain: Domain<Memb> = Domain::new();
-/// let value = RcuBox::new_in(1u32, &domain);
-/// let reader = domain.register();
-/// let r: u32 = {
-///     let guard = reader.read_lock();
-///     *value.load(&guard)
-/// };
-/// assert_eq!(r, 1);
-/// ```
-///
-/// A guard cannot be sent to another thread:
-///
-/// ```compile_fail
-/// use rcu_core::{Domain, Memb};
-/// let domain: Domain<Memb> = Domain::new();
-/// let reader = domain.register();
-/// let guard = reader.read_lock();
-/// std::thread::scope(|s| {
-///     s.spawn(move || drop(guard)); // error: `*mut ()` cannot be sent between threads
-/// });
-/// ```
-///
-/// The compiling twin drops it on its own thread:
-///
-/// ```
-/// use rcu_core::{Domain, Memb};
-/// let domain: Domain<Memb> = Domain::new();
-/// let reader = domain.register();
-/// let guard = reader.read_lock();
-/// std::thread::scope(|s| {
-///     s.spawn(|| ());
-/// });
-/// drop(guard);
-/// ```
-#[must_use = "dropping the guard immediately ends the critical section"]
-pub struct ReadGuard<'r, F: Flavor> {
-    rec: &'r Record,
-    /// The domain's key (`rec.gp`), read once at entry so that domain checks in loads
-    /// compare against a register.
-    key: *const AtomicU64,
-    _flavor: PhantomData<(F, *mut ())>,
-}
-
-impl<'r, F: Flavor> ReadGuard<'r, F> {
-    /// Enter a critical section on `rec`.
-    ///
-    /// # Safety
-    ///
-    /// 1. `rec` belongs to the calling thread (no other thread writes its `ctr`).
-    /// 2. `rec` is registered with a live domain for all of `'r`.
-    #[inline(always)]
-    pub(crate) unsafe fn enter(rec: &'r Record) -> Self {
-        // SAFETY: the caller's contract; `rec.gp` is the record's own key.
-        unsafe { Self::enter_keyed(rec, rec.gp) }
-    }
-
-    /// [`enter`](Self::enter) with the record's key supplied by the caller.
-    ///
-    /// # Safety
-    ///
-    /// 1. and 2. as for [`enter`](Self::enter).
-    /// 3. `key == rec.gp`.
-    #[inline(always)]
-    pub(crate) unsafe fn enter_keyed(rec: &'r Record, key: *const AtomicU64) -> Self {
-        debug_assert_eq!(key, rec.gp);
-        // SAFETY: `key` is `rec.gp` (contract 3), which points into the live domain core
-        // (contract 2 and the record's type invariant).
-        F::lock(rec, unsafe { &*key });
-        ReadGuard {
-            rec,
-            key,
-            _flavor: PhantomData,
-        }
-    }
-
-    /// Whether this guard is a critical section of `domain` (one pointer comparison).
-    /// Data structures that retire through a domain check this before handing out
-    /// references, since a guard only protects against its own domain's grace periods.
-    #[inline(always)]
-    pub fn is_of(&self, domain: &Domain<F>) -> bool {
-        self.key == domain.key()
-    }
-
-    /// The address of the domain core this guard protects (for domain checks).
-    #[inline(always)]
-    pub(crate) fn domain_key(&self) -> *const AtomicU64 {
-        self.key
-    }
-}
-
-impl<F: Flavor> Drop for ReadGuard<'_, F> {
-    #[inline(always)]
-    fn drop(&mut self) {
-        F::unlock(self.rec);
-    }
-}
-
-impl<F: Flavor> fmt::Debug for ReadGuard<'_, F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReadGuard")
-            .field("flavor", &F::NAME)
-            .finish()
     }
 }

@@ -6,7 +6,7 @@
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{
-    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 #[cfg(loom)]
 pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -15,7 +15,7 @@ pub(crate) use loom::thread::yield_now;
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{
-    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -60,27 +60,48 @@ pub(crate) struct Parker {
     cv: Condvar,
 }
 
-#[cfg(loom)]
-impl Parker {
-    /// Make the token available and wake the owner if it is parked.
-    pub(crate) fn unpark(&self) {
-        *lock(&self.token) = true;
-        self.cv.notify_one();
-    }
-}
-
+// Leaked, so that the thread-local has no destructor: loom destroys a thread's
+// thread-locals in a random order, and a destructor with a loom operation (an `Arc`
+// decrement) would make the models non-deterministic. One small leak per loom thread.
 #[cfg(loom)]
 loom::thread_local! {
-    static PARKER: Arc<Parker> = Arc::new(Parker {
+    static PARKER: &'static Parker = Box::leak(Box::new(Parker {
         token: Mutex::new(false),
         cv: Condvar::new(),
-    });
+    }));
 }
 
-/// The calling thread's parker (under loom).
-#[cfg(loom)]
-pub(crate) fn current_parker() -> Arc<Parker> {
-    PARKER.with(Arc::clone)
+/// A handle that wakes one thread from [`park_timeout`]. Waking is wait-free outside loom
+/// (`Thread::unpark`: an atomic swap, plus a futex wake if the thread is parked).
+#[derive(Clone)]
+pub(crate) struct Unparker {
+    #[cfg(not(loom))]
+    thread: std::thread::Thread,
+    #[cfg(loom)]
+    parker: &'static Parker,
+}
+
+impl Unparker {
+    /// The calling thread's handle.
+    pub(crate) fn current() -> Self {
+        Unparker {
+            #[cfg(not(loom))]
+            thread: std::thread::current(),
+            #[cfg(loom)]
+            parker: PARKER.with(|p| *p),
+        }
+    }
+
+    /// Make the token available and wake the thread if it is parked.
+    pub(crate) fn unpark(&self) {
+        #[cfg(not(loom))]
+        self.thread.unpark();
+        #[cfg(loom)]
+        {
+            *lock(&self.parker.token) = true;
+            self.parker.cv.notify_one();
+        }
+    }
 }
 
 /// Park the current thread for at most `d` (under loom: until unparked, loom has no timed
@@ -90,7 +111,7 @@ pub(crate) fn park_timeout(d: std::time::Duration) {
     #[cfg(loom)]
     {
         let _ = d;
-        let p = current_parker();
+        let p = PARKER.with(|p| *p);
         let mut t = lock(&p.token);
         while !*t {
             t = wait(&p.cv, t);

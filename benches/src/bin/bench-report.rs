@@ -355,12 +355,12 @@ fn main() -> ExitCode {
         }),
     );
     for (id, what) in [
-        ("closure_unbounded_backlog/1_producers", "1 producer"),
-        ("closure_unbounded_backlog/2_producers", "2 producers"),
+        ("closure_blocking_limit/1_producers", "1 producer"),
+        ("closure_blocking_limit/2_producers", "2 producers"),
     ] {
         checks.push(Check {
             what: format!(
-                "call_rcu: 1,000,000 closures + barrier, {what} (memb), backlog bound off"
+                "call_rcu: 1,000,000 closures + barrier, {what} (memb), opt-in blocking limit"
             ),
             target: "(information)".to_owned(),
             measured: rate("call_rcu_memb", id).map_or("-".to_owned(), |r| {

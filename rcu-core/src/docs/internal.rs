@@ -5,16 +5,19 @@
 //! `r.waiting` the wake-up flag. The low 16 bits of a memb/mb reader's `ctr` hold its
 //! nesting depth; `gp` advances in steps of `1 << 16` and always carries a depth of 1 in its
 //! low bits, so the outermost lock is one store of `gp` into `ctr` and an inner lock or
-//! unlock only adjusts the low bits (liburcu's layout, with 48 bits of sequence instead of
-//! a parity bit). A reader is *in an old critical section* for the grace period that bumps
-//! `gp` to `new` iff `r.ctr != 0 && (r.ctr >> 16) < (new >> 16)`. Because the sequence only
-//! grows and does not wrap in practice (2^48 grace periods), one bump per grace period
-//! suffices: liburcu's two-phase parity flip is unnecessary.
+//! unlock only adjusts the low bits (liburcu's layout, with a 47-bit sequence instead of a
+//! parity bit; the top bit marks a memb domain without membarrier). A reader is *in an old
+//! critical section* for the grace period that bumps `gp` to `new` iff `r.ctr != 0` and the
+//! sequence of `r.ctr` differs from `new`'s. Only one grace period runs at a time and every
+//! snapshot is a value `gp` had, so a snapshot is either `new` (taken after the bump) or
+//! older; equality is wrap-safe where an ordering would not be (the sequence wraps after
+//! 2^47 grace periods). One bump per grace period suffices: liburcu's two-phase parity flip
+//! is unnecessary.
 //!
 //! ## The grace period (`Core::run_gp`)
 //!
 //! ```text
-//! W: (caller unpublished p)   heavy()   gp := new (Release)   scan r.ctr (Acquire) ...
+//! W: (caller unpublished p)   heavy()   gp := next(gp) (Release)   scan r.ctr (Acquire) ...
 //! ```
 //!
 //! ## Pairing 1: entering (store buffering)
@@ -26,7 +29,7 @@
 //! both sides forbids both loads reading the old values: either W's scan sees R's `ctr`
 //! (and waits for it), or R's load of `p` sees the unpublished state.
 //!
-//! If the scan reads `r.ctr >= new`, R read `gp` after the bump: the bump is
+//! If the scan reads a snapshot equal to `new`, R read `gp` after the bump: the bump is
 //! sequenced after W's fence, R's fence is sequenced after its read of `gp`, so W's fence
 //! synchronizes-with R's fence and the unpublish happens-before R's load of `p`.
 //!
@@ -40,16 +43,19 @@
 //!
 //! W: `r.waiting := true; heavy(); load r.ctr; park`. R: `r.ctr := 0; light(); load r.waiting;
 //! if set: unpark W`. Either W sees the new `ctr` and does not park, or R sees `waiting` and
-//! unparks W (a `park` after an `unpark` returns at once). No wake-up is lost, so the
-//! leader parks without a timeout other than the stall-report period.
+//! unparks W (a `park` after an `unpark` returns at once). No wake-up is lost; the leader
+//! parks until the next stall report is due, and at most 100 ms at a time (a safety net,
+//! not part of the argument).
 //!
 //! ## QSBR
 //!
 //! A quiescent state is `g := gp (Acquire); if r.ctr != g { r.ctr := g (Release); full
 //! fence; load r.waiting }`. Release orders every earlier critical section before W's
-//! Acquire scan that reads `g >= new`; Acquire on `gp` makes everything unpublished before
+//! Acquire scan that reads `g == new`; Acquire on `gp` makes everything unpublished before
 //! the bump visible to the critical sections that follow. Going online stores the snapshot
 //! with a full fence (pairing 1), going offline stores 0 like an unlock (pairings 2, 3).
+//! `read_lock` loads the thread's own `ctr` (Relaxed: only this thread writes it) and
+//! refuses to enter when it is 0: an offline reader is invisible to grace periods.
 //!
 //! ## Registration
 //!
@@ -72,10 +78,19 @@
 //!
 //! ## call_rcu
 //!
-//! See the module documentation of the queue (`call_rcu.rs`): per-thread chunks, a
-//! `Release` store of `published` per entry, `Acquire` loads by the single consumer, and a
-//! sealed stack whose push follows the store of the fresh `current` chunk, so a chunk is
-//! never collected twice. The worker collects a snapshot, waits one (shared) grace period,
-//! then runs it. `barrier` asks for the next snapshot under the worker mutex (which the
-//! worker takes before collecting) and waits until it has run; it repeats while callbacks
-//! queued callbacks during the round.
+//! See the module documentation of the queue (`call_rcu/queue.rs`): per-thread chunks, a
+//! `Release` store of `published` per entry, `Acquire` loads by the single consumer (the
+//! worker), and a sealed stack whose push follows the store of the fresh `current` chunk, so
+//! a chunk is never collected twice. The worker collects a snapshot, waits one (shared)
+//! grace period, then runs it. `barrier` asks for the next snapshot under the worker mutex
+//! (which the worker takes before collecting) and waits until it has run: that snapshot
+//! covers every callback queued before the barrier, and nothing queued later is waited for.
+//!
+//! ## Pairing 4: waking the idle worker (store buffering)
+//!
+//! Worker: `sleeping := true; heavy(); look at every producer's published count; park`.
+//! Producer (`call`): `published := n + 1 (Release); light(); load sleeping; if set: unpark`.
+//! With membarrier (and under loom, where both halves are fences) either the worker sees
+//! the entry and does not park, or the producer sees `sleeping` and unparks it. Without
+//! membarrier the producer's half is only a compiler fence (a real one would cost every
+//! `call`), the wake-up can be lost, and the worker's park is bounded by 10 ms instead.

@@ -28,14 +28,30 @@
 //!
 //! Callbacks of up to three words are stored inline (no allocation); larger closures are
 //! boxed. `defer_drop(Box<T>)` is one pointer: inline.
+//!
+//! # Who frees a producer's chunks
+//!
+//! A producer is shared by its owner thread (through a thread-local) and its domain (the
+//! consumer's list). Whichever of the two goes first hands the chunks to the other, through
+//! `state`: the owner's exit seals its current chunk and marks the producer `OWNER_GONE`
+//! (the consumer drains it, then drops it); the domain's end (after running every entry)
+//! marks it `DOMAIN_GONE` and frees every chunk at once, leaving the owner only a small
+//! struct that its thread-local prunes. The `SEALING` state closes the race between the two:
+//! the owner claims the producer before sealing, and the domain's end waits (a few
+//! instructions) for such a seal to finish.
 
 use core::cell::{Cell, UnsafeCell};
 use core::mem::{self, MaybeUninit};
 use core::ptr::{self, NonNull};
+use std::thread::ThreadId;
 
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+/// Producer states (see "Who frees a producer's chunks").
+const OWNED: u8 = 0;
+const SEALING: u8 = 1;
+const OWNER_GONE: u8 = 2;
+const DOMAIN_GONE: u8 = 3;
 
 #[cfg(loom)]
 pub(crate) const CHUNK: usize = 2;
@@ -132,8 +148,10 @@ pub(crate) struct Chunk {
     published: AtomicUsize,
     /// Entries `0..taken` have been run (consumer only).
     taken: Cell<usize>,
-    /// Link in the producer's sealed stack.
-    next: *mut Chunk,
+    /// Link in the producer's sealed (or free) stack. A `Cell`: the consumer holds a `&Chunk`
+    /// to a producer's current chunk while the producer may seal it and write this link
+    /// (the consumer reads it only after taking the chunk off a stack).
+    next: Cell<*mut Chunk>,
     entries: [UnsafeCell<MaybeUninit<Entry>>; CHUNK],
 }
 
@@ -142,7 +160,7 @@ impl Chunk {
         Box::into_raw(Box::new(Chunk {
             published: AtomicUsize::new(0),
             taken: Cell::new(0),
-            next: ptr::null_mut(),
+            next: Cell::new(ptr::null_mut()),
             entries: [const { UnsafeCell::new(MaybeUninit::uninit()) }; CHUNK],
         }))
     }
@@ -165,15 +183,19 @@ pub(crate) struct Producer {
     seals: AtomicU64,
     /// Callbacks queued so far (owner writes, anyone reads; for statistics).
     pub(crate) queued: AtomicU64,
-    /// The owner thread has exited (its TLS was destroyed).
-    pub(crate) exited: AtomicBool,
+    /// `OWNED`, `SEALING`, `OWNER_GONE` or `DOMAIN_GONE`.
+    state: AtomicU8,
+    /// The owner thread (for the fork child's repair).
+    #[cfg_attr(loom, allow(dead_code))]
+    owner: ThreadId,
 }
 
-// SAFETY: all fields but `spare` are atomics, and `spare` is touched only by the owner thread
-// (or by `Drop`, which has exclusive access); the chunks they point to are accessed by the
-// owner thread (entries beyond `published`, chunks on `spare`) and the single consumer
-// (entries below `published`, `taken`, chunks it is recycling) under the protocol described
-// in the module docs.
+// SAFETY: all fields but `spare` and `owner` are atomics; `owner` is immutable; `spare` is
+// touched only by the owner thread, or by the domain's end once `state` is `DOMAIN_GONE`
+// (after which the owner never touches it), or by `Drop` (exclusive access). The chunks are
+// accessed by the owner thread (entries beyond `published`, chunks on `spare`) and the single
+// consumer (entries below `published`, `taken`, chunks it is recycling) under the protocol
+// described in the module docs.
 unsafe impl Send for Producer {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Producer {}
@@ -188,7 +210,114 @@ impl Producer {
             spare: Cell::new(ptr::null_mut()),
             seals: AtomicU64::new(0),
             queued: AtomicU64::new(0),
-            exited: AtomicBool::new(false),
+            state: AtomicU8::new(OWNED),
+            owner: std::thread::current().id(),
+        }
+    }
+
+    /// A producer whose owner is gone from the start: `e` sealed in it, for a thread whose
+    /// thread-local queue is already destroyed (a late thread-local destructor).
+    pub(crate) fn orphan(e: Entry) -> Self {
+        let p = Producer::new();
+        p.push(e);
+        p.seal_current(ptr::null_mut());
+        // Relaxed: the producer is not shared yet; publishing it (under the domain's
+        // producers lock) orders this store.
+        p.state.store(OWNER_GONE, Ordering::Relaxed);
+        p
+    }
+
+    /// The owner thread is exiting: seal the current chunk for the consumer, unless the
+    /// domain is already gone. Owner thread only (its thread-local destructor).
+    pub(crate) fn owner_exit(&self) {
+        // Acquire (failure): a `DOMAIN_GONE` read here comes after the domain's end, which
+        // freed the chunks; there is nothing to do. AcqRel (success): claims the producer.
+        if self
+            .state
+            .compare_exchange(OWNED, SEALING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.seal_current(ptr::null_mut());
+            // Release: the consumer's Acquire load of `OWNER_GONE` sees the final seal.
+            self.state.store(OWNER_GONE, Ordering::Release);
+        }
+    }
+
+    /// Whether the owner has exited (everything it will ever publish is published).
+    pub(crate) fn owner_gone(&self) -> bool {
+        // Acquire: pairs with the Release store in `owner_exit`.
+        self.state.load(Ordering::Acquire) == OWNER_GONE
+    }
+
+    /// Whether the domain has ended (the owner's thread-local may drop this producer).
+    pub(crate) fn domain_gone(&self) -> bool {
+        // Relaxed: only ever used to prune a thread-local entry; the chunks were freed by the
+        // domain's end, which this thread does not touch.
+        self.state.load(Ordering::Relaxed) == DOMAIN_GONE
+    }
+
+    /// The domain has ended and every published entry has run: free the chunks now, unless
+    /// the owner is gone too (then `Drop` frees them with the last reference).
+    ///
+    /// # Safety
+    /// The caller is the domain's single consumer at its end: no entry is unrun, no batch
+    /// refers to a chunk, and no thread can push (no handle of the domain exists).
+    pub(crate) unsafe fn domain_end(&self) {
+        loop {
+            // AcqRel: claims the producer against `owner_exit`; Acquire (failure) waits for
+            // a seal in progress to end.
+            match self.state.compare_exchange(
+                OWNED,
+                DOMAIN_GONE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(SEALING) => crate::sync::spin_hint(),
+                Err(_) => return,
+            }
+        }
+        // The owner will never touch the chunks again (it checks `state` first), so they
+        // are ours: the current chunk, the sealed stack (drained), the free stack and the
+        // owner's spares.
+        let mut chunks = vec![self.current.swap(ptr::null_mut(), Ordering::Acquire)];
+        for stack in [
+            self.sealed.swap(ptr::null_mut(), Ordering::Acquire),
+            self.free.swap(ptr::null_mut(), Ordering::Acquire),
+            self.spare.replace(ptr::null_mut()),
+        ] {
+            let mut s = stack;
+            while !s.is_null() {
+                chunks.push(s);
+                // SAFETY: chunks on these stacks are live until freed here; their `next`
+                // links were written before they were pushed.
+                s = unsafe { (*s).next.get() };
+            }
+        }
+        for c in chunks.into_iter().filter(|c| !c.is_null()) {
+            // SAFETY: the chunk is ours alone (see above); every published entry has run
+            // (contract), so there is nothing to drop inside it.
+            drop(unsafe { Box::from_raw(c) });
+        }
+    }
+
+    /// In a fork child, for a producer whose owner thread did not survive the fork: end a
+    /// seal it may have been in the middle of, seal its current chunk for the child's
+    /// worker, and mark it gone. Only the child's single thread runs (no consumer yet).
+    #[cfg(not(loom))]
+    pub(crate) fn owner_vanished_in_child(&self, me: ThreadId) {
+        if self.owner == me {
+            return;
+        }
+        let seq = self.seals.load(Ordering::Relaxed);
+        if seq % 2 == 1 {
+            // The owner was between storing the fresh chunk and pushing the old one: that
+            // chunk is lost to the child (leaked, never run twice).
+            self.seals.store(seq + 1, Ordering::Release);
+        }
+        if self.state.load(Ordering::Relaxed) != DOMAIN_GONE {
+            self.seal_current(ptr::null_mut());
+            self.state.store(OWNER_GONE, Ordering::Release);
         }
     }
 
@@ -257,10 +386,10 @@ impl Producer {
         }
         // SAFETY: `c` came from the free stack (now ours alone) or from our private spares;
         // nobody else references it.
-        let next = unsafe { (*c).next };
+        let next = unsafe { (*c).next.get() };
         self.spare.set(next);
         // SAFETY: as above.
-        unsafe { (*c).next = ptr::null_mut() };
+        unsafe { (*c).next.set(ptr::null_mut()) };
         // Relaxed: only bounds the pool's size, which allows the consumer to over- or
         // under-count by the chunks in flight; no data is published through it.
         self.pooled.fetch_sub(1, Ordering::Relaxed);
@@ -273,11 +402,10 @@ impl Producer {
     /// `c` is a sealed chunk all of whose published entries have run, referenced by nobody
     /// else, and the caller is the single consumer.
     unsafe fn recycle(&self, c: NonNull<Chunk>) {
-        // Acquire: if the owner has exited it will never take from `free` again (Drop
-        // frees what is left there, but an early exit is the common case: free now).
-        // Relaxed on `pooled`: see `fresh_chunk`; only the consumer increments it, so the
-        // pool never exceeds POOL.
-        if self.exited.load(Ordering::Acquire) || self.pooled.load(Ordering::Relaxed) >= POOL {
+        // If the owner has exited it will never take from `free` again (Drop frees what is
+        // left there, but an early exit is the common case: free now). Relaxed on `pooled`:
+        // see `fresh_chunk`; only the consumer increments it, so the pool never exceeds POOL.
+        if self.owner_gone() || self.pooled.load(Ordering::Relaxed) >= POOL {
             // SAFETY: per the contract, nobody else references the chunk.
             drop(unsafe { Box::from_raw(c.as_ptr()) });
             return;
@@ -290,7 +418,7 @@ impl Producer {
         chunk.taken.set(0);
         let mut head = self.free.load(Ordering::Relaxed);
         loop {
-            chunk.next = head;
+            chunk.next.set(head);
             // Release: the producer's Acquire swap sees the reset fields and `next`. No ABA:
             // the consumer is the only pusher and the owner only ever takes the whole stack.
             match self.free.compare_exchange_weak(
@@ -325,7 +453,7 @@ impl Producer {
         loop {
             // SAFETY: `old` is no longer reachable through `current` nor yet through
             // `sealed`, so we are its only writer.
-            unsafe { (*old).next = head };
+            unsafe { (*old).next.set(head) };
             // Release: the consumer's Acquire swap sees `next`, the final `published`
             // and the `current` store above.
             match self
@@ -341,16 +469,12 @@ impl Producer {
         self.seals.store(seq + 2, Ordering::Release);
     }
 
-    /// In a fork child: the owner of this producer may have been in the middle of a seal
-    /// when another thread forked, and it does not exist in the child, so end the seal
-    /// window for it (or the consumer would wait for it forever). The chunk it was moving,
-    /// if any, is lost to the child, as before this counter existed.
-    #[cfg(not(loom))]
-    pub(crate) fn after_fork_in_child(&self) {
-        let seq = self.seals.load(Ordering::Relaxed);
-        if seq % 2 == 1 {
-            self.seals.store(seq + 1, Ordering::Release);
-        }
+    /// Whether this producer still owns a current chunk or recycled ones (tests; the
+    /// owner's private spares are not looked at: the domain's end may be freeing them).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn holds_chunks(&self) -> bool {
+        !self.current.load(Ordering::Relaxed).is_null()
+            || !self.free.load(Ordering::Relaxed).is_null()
     }
 
     /// Whether anything is published and not yet taken (consumer side, approximate).
@@ -408,7 +532,7 @@ impl Batch {
                 let to = chunk.published.load(Ordering::Acquire);
                 self.len += to - chunk.taken.get();
                 self.items.push((c, chunk.taken.get(), to, Some(owner)));
-                s = chunk.next;
+                s = chunk.next.get();
             }
             // The stack is LIFO; run in queue order.
             self.items[start..].reverse();
@@ -481,7 +605,7 @@ impl Drop for Producer {
             chunks.push(s);
             // SAFETY: sealed chunks are live until freed here; `next` was written before
             // the chunk was pushed.
-            s = unsafe { (*s).next };
+            s = unsafe { (*s).next.get() };
         }
         // Recycled chunks are empty (`published` was reset to 0): they only need freeing.
         for mut s in [self.free.load(Ordering::Acquire), self.spare.get()] {
@@ -489,7 +613,7 @@ impl Drop for Producer {
                 chunks.push(s);
                 // SAFETY: pooled chunks are live until freed here; `next` was written by
                 // the consumer before its Release push (or by the owner, for spares).
-                s = unsafe { (*s).next };
+                s = unsafe { (*s).next.get() };
             }
         }
         for c in chunks {

@@ -1,0 +1,345 @@
+//! Grace periods: the counter, the reader registry, sharing one grace period among
+//! concurrent callers, waiting for readers, and stall reports.
+//!
+//! # Sharing
+//!
+//! `state` holds `completed` and `in_progress` under a mutex. A caller computes its target:
+//! `completed + 1` if no grace period is running (the next one starts after the call),
+//! `completed + 2` if one is (it may have scanned before the caller's update). It then
+//! either leads the next grace period or waits on a condition variable until
+//! `completed >= target`, so N concurrent callers cost at most two grace periods. The mutex
+//! is never held while waiting for readers, and nothing else is held across a grace period,
+//! so `fork()` can take it at any moment (see `fork.rs`).
+//!
+//! # Waiting for a reader
+//!
+//! The leader spins on a reader's `ctr` for at most [`SPIN_FOR`] (from the start of the
+//! grace period), then sets the reader's `waiting` flag, executes the heavy barrier, checks
+//! again and parks; the reader's unlock sees `waiting` and wakes it (pairing 3 in
+//! `docs::internal`). The park is bounded by the next stall report.
+
+mod registry;
+pub(crate) mod stall;
+
+use core::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+
+use crate::flavor::Flavor;
+use crate::record::{self, Record, Waker};
+use crate::sync::{self, lock, Arc, AtomicU64, Condvar, Mutex, Ordering};
+use registry::Registry;
+pub(crate) use registry::SharedRecord;
+use stall::{StallReport, Stalls};
+
+/// How long a grace period spins on its readers (in total, from its start) before it parks
+/// and lets the last reader wake it. No `sched_yield` phase: when the reader and the
+/// synchronizer share a CPU a yield hands the reader a whole time slice (a 4 ms tick was
+/// measured), while a short bounded spin then a park costs at most this plus a wake-up.
+/// Under loom there is no spinning at all: the leader goes straight to the `waiting`/park
+/// path, so that the models reach the wake-up pairing within a small preemption bound.
+const SPIN_FOR: Duration = if cfg!(loom) {
+    Duration::ZERO
+} else {
+    Duration::from_micros(20)
+};
+/// Reader checks between two reads of the clock while spinning.
+const SPINS_PER_CLOCK: u32 = 32;
+/// The longest a leader parks between two checks of a reader (a safety net; the reader's
+/// unlock wakes it).
+const MAX_PARK: Duration = Duration::from_millis(100);
+
+#[derive(Default)]
+struct State {
+    completed: u64,
+    in_progress: bool,
+}
+
+/// A domain's grace-period side.
+pub(crate) struct GracePeriods<F: Flavor> {
+    /// The grace-period counter (layout in `record.rs`). Its address is the domain's key.
+    pub(crate) ctr: CachePadded<AtomicU64>,
+    /// A memb domain without `membarrier` (it then uses the `Mb` protocol).
+    pub(crate) fallback: bool,
+    /// The domain's unique id.
+    pub(crate) id: u64,
+    registry: Registry,
+    state: Mutex<State>,
+    cv: Condvar,
+    /// `state.completed`, mirrored for `poll` (Release at the end of each grace period).
+    completed: AtomicU64,
+    waker: Waker,
+    stalls: Stalls,
+    _f: PhantomData<F>,
+}
+
+impl<F: Flavor> GracePeriods<F> {
+    pub(crate) fn new(id: u64, fallback: bool, stalls: Stalls) -> Self {
+        GracePeriods {
+            ctr: CachePadded::new(AtomicU64::new(record::initial_counter(fallback))),
+            fallback,
+            id,
+            registry: Registry::default(),
+            state: Mutex::new(State::default()),
+            cv: Condvar::new(),
+            completed: AtomicU64::new(0),
+            waker: Waker::default(),
+            stalls,
+            _f: PhantomData,
+        }
+    }
+
+    // ----- registration -----
+
+    /// Register the calling thread: a new record (online for qsbr, idle otherwise).
+    pub(crate) fn register(&self) -> SharedRecord {
+        let rec = Arc::new(CachePadded::new(Record::new(&self.ctr, &self.waker, 0)));
+        self.registry.add(&rec, |r| {
+            if F::STARTS_ONLINE {
+                // Under the registry lock: a grace period that scans after us reads this
+                // value (lock ordering), and one that scanned before us bumped the counter
+                // before its scan, so we read the new value (Acquire pairs with the Release
+                // bump) and see what it unpublished.
+                r.ctr
+                    .store(self.ctr.load(Ordering::Acquire), Ordering::Relaxed);
+            }
+        });
+        crate::misuse::registered(self.id, &**rec);
+        rec
+    }
+
+    /// Unregister `rec` (its thread leaves, or has left, every critical section).
+    pub(crate) fn unregister(&self, rec: &SharedRecord) {
+        // Leave any online state so a waiting grace period does not wait for us; the full
+        // barrier and wake pair with the synchronizer exactly as a read unlock does.
+        crate::flavor::store_full_barrier(&rec.ctr, 0);
+        rec.wake_if_waiting();
+        self.registry.remove(rec);
+        crate::misuse::unregistered(&***rec);
+    }
+
+    /// Registered readers.
+    pub(crate) fn readers(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Panic if waiting for a grace period of this domain here would deadlock.
+    #[track_caller]
+    pub(crate) fn check_may_block(&self, what: &str) {
+        crate::misuse::check_may_block::<F>(self.id, what);
+    }
+
+    // ----- sharing -----
+
+    /// The grace-period number that, once completed, covers every reader that exists now.
+    pub(crate) fn target(&self) -> u64 {
+        let st = lock(&self.state);
+        if st.in_progress {
+            // The running grace period may have scanned before our caller's update.
+            st.completed + 2
+        } else {
+            st.completed + 1
+        }
+    }
+
+    /// Grace periods completed (Acquire: pairs with the Release store at the end of each,
+    /// so everything a completed grace period established is visible to the caller).
+    pub(crate) fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
+    }
+
+    /// Wait until `target` grace periods have completed, running them if nobody else is.
+    pub(crate) fn wait(&self, target: u64) {
+        let mut st = lock(&self.state);
+        loop {
+            if st.completed >= target {
+                return;
+            }
+            if st.in_progress {
+                // Ride on the grace period in progress (or on the one after it).
+                st = sync::wait(&self.cv, st);
+                continue;
+            }
+            st.in_progress = true;
+            drop(st);
+            /// Lets others lead if `run` unwinds (it contains every panic of user code, so
+            /// only an internal bug could get here).
+            struct Reset<'a, F: Flavor>(&'a GracePeriods<F>);
+            impl<F: Flavor> Drop for Reset<'_, F> {
+                fn drop(&mut self) {
+                    lock(&self.0.state).in_progress = false;
+                    self.0.cv.notify_all();
+                }
+            }
+            let reset = Reset(self);
+            self.run();
+            core::mem::forget(reset);
+            st = lock(&self.state);
+            st.completed += 1;
+            // Release: a poller that reads this value sees everything the grace period
+            // established (its readers' critical sections happen-before this store).
+            self.completed.store(st.completed, Ordering::Release);
+            st.in_progress = false;
+            self.cv.notify_all();
+        }
+    }
+
+    // ----- one grace period -----
+
+    /// One grace period; only one thread runs this at a time (`in_progress`).
+    fn run(&self) {
+        // A: everything the caller unpublished is visible to every reader that enters after
+        // this point, or the reader's `ctr` store is visible to the scan below (the
+        // store-buffering pairing with the reader's barrier after its `ctr` store).
+        F::heavy(self.fallback);
+        // Relaxed load: only the leader stores the counter. Release store: a qsbr reader
+        // that Acquire-loads the new value sees what was unpublished before it.
+        let new = record::next_counter(self.ctr.load(Ordering::Relaxed));
+        self.ctr.store(new, Ordering::Release);
+        let pending = self.registry.blocking(new);
+        if pending.is_empty() {
+            return;
+        }
+        let start = Instant::now();
+        let mut next_report = self.stalls.timeout;
+        for r in &pending {
+            self.wait_reader(r, new, start, &mut next_report);
+        }
+    }
+
+    fn wait_reader(&self, r: &Record, new: u64, start: Instant, next_report: &mut Duration) {
+        // Acquire on every check: pairs with the reader's Release store of 0 / of a newer
+        // snapshot, as in `Registry::blocking`.
+        while !SPIN_FOR.is_zero() && start.elapsed() < SPIN_FOR {
+            for _ in 0..SPINS_PER_CLOCK {
+                if !Record::blocks(r.ctr.load(Ordering::Acquire), new) {
+                    return;
+                }
+                sync::spin_hint();
+            }
+        }
+        self.waker.set_current();
+        loop {
+            // Relaxed store, then the heavy barrier: either the reader's next `ctr` store
+            // is visible to the load below, or the reader sees `waiting` and wakes us.
+            r.waiting.store(true, Ordering::Relaxed);
+            F::heavy(self.fallback);
+            if !Record::blocks(r.ctr.load(Ordering::Acquire), new) {
+                break;
+            }
+            let waited = start.elapsed();
+            if waited >= *next_report {
+                self.report_stall(new, waited);
+                // The next report one period from now: a slow hook (or a leader that was
+                // descheduled) delays reports instead of bunching them up.
+                *next_report = start.elapsed() + self.stalls.period();
+            }
+            let left = next_report.saturating_sub(start.elapsed());
+            sync::park_timeout(left.min(MAX_PARK));
+        }
+        // Relaxed: only this leader reads it back; a reader that still sees `true` wakes us
+        // once for nothing.
+        r.waiting.store(false, Ordering::Relaxed);
+    }
+
+    #[cold]
+    fn report_stall(&self, new: u64, waited: Duration) {
+        self.stalls.report(StallReport {
+            flavor: F::NAME,
+            grace_period: record::sequence(new),
+            waited,
+            readers: self.registry.stalled(new, waited),
+        });
+    }
+
+    /// Stall reports issued so far.
+    pub(crate) fn stalls(&self) -> u64 {
+        self.stalls.count()
+    }
+}
+
+#[cfg(not(loom))]
+impl<F: Flavor> crate::fork::ForkHooks for GracePeriods<F> {
+    fn hold(&self) -> Vec<Box<dyn crate::fork::Held + '_>> {
+        // Each lock is held only briefly by its users (never across a wait for readers), so
+        // taking them cannot wait for a grace period.
+        vec![
+            Box::new(lock(&self.state)),
+            Box::new(self.registry.hold()),
+            Box::new(lock(&self.waker.thread)),
+        ]
+    }
+
+    fn child(&self, me: std::thread::ThreadId) {
+        // A leader in the parent does not exist here: the next caller leads afresh (the
+        // counter may or may not have been bumped; either is a valid counter value).
+        lock(&self.state).in_progress = false;
+        self.registry.keep_only(me);
+        *lock(&self.waker.thread) = None;
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::time::Duration;
+
+    use crate::record;
+    use crate::sync::Ordering;
+    use crate::{Domain, Flavor, Mb, Memb, Qsbr};
+
+    /// Scenario 12 of issue 10 on a live domain: a reader that entered just before the
+    /// counter wraps still holds up the grace period that wraps it.
+    fn wrap<F: Flavor>(d: Domain<F>) {
+        let near = record::last_before_wrap(d.gp.ctr.load(Ordering::Relaxed));
+        d.gp.ctr.store(near, Ordering::Relaxed);
+        let r = d.register();
+        for _ in 0..3 {
+            let g = r.read_lock();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let d2 = d.clone();
+            let sync = std::thread::spawn(move || {
+                d2.synchronize();
+                tx.send(()).unwrap();
+            });
+            assert!(
+                rx.recv_timeout(Duration::from_millis(100)).is_err(),
+                "a grace period ended under a reader across the counter wrap"
+            );
+            drop(g);
+            sync.join().unwrap();
+        }
+        assert!(
+            d.gp.ctr.load(Ordering::Relaxed) < near,
+            "the counter wrapped"
+        );
+    }
+
+    #[test]
+    fn s12_grace_periods_across_the_counter_wrap() {
+        wrap::<Mb>(Domain::new());
+        wrap::<Memb>(Domain::new());
+        wrap::<Memb>(Domain::builder().force_fallback(true).build());
+    }
+
+    #[test]
+    fn s12_qsbr_across_the_counter_wrap() {
+        let d: Domain<Qsbr> = Domain::new();
+        let near = record::last_before_wrap(d.gp.ctr.load(Ordering::Relaxed));
+        d.gp.ctr.store(near, Ordering::Relaxed);
+        let mut r = d.register();
+        r.quiescent_state();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d2 = d.clone();
+        let sync = std::thread::spawn(move || {
+            d2.synchronize();
+            tx.send(()).unwrap();
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        while rx.try_recv().is_err() {
+            r.quiescent_state();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sync.join().unwrap();
+    }
+}
