@@ -271,21 +271,29 @@
 //! argument in a comment in the source.
 #![doc(test(attr(deny(warnings))))]
 
+mod cursor;
 mod link;
 mod list;
-mod list_core;
+mod rcu_list;
 mod retired;
+mod role;
 mod simpleq;
 mod slist;
+mod splice;
 mod sync;
 mod tailq;
+mod writer;
 
-pub use link::{Iter, Link, Linked, QListLink, QSListLink, QSimpleQLink, QTailQLink};
-pub use list::{QList, QListCursor, QListWriter};
+pub use cursor::{Cursor, ExtractIf};
+pub use link::{DoublyLinked, Iter, LinkKind, Linked, SinglyLinked, WithTail};
+pub use list::{QList, QListCursor, QListLink, QListWriter};
+pub use rcu_list::{RcuIndex, RcuList};
 pub use retired::Retired;
-pub use simpleq::{QSimpleQ, QSimpleQCursor, QSimpleQWriter};
-pub use slist::{QSList, QSListCursor, QSListWriter};
-pub use tailq::{QTailQ, QTailQCursor, QTailQWriter, RevIter};
+pub use role::{Index, Owner, Role};
+pub use simpleq::{QSimpleQ, QSimpleQCursor, QSimpleQLink, QSimpleQWriter};
+pub use slist::{QSList, QSListCursor, QSListLink, QSListWriter};
+pub use tailq::{QTailQ, QTailQCursor, QTailQLink, QTailQWriter, RevIter};
+pub use writer::Writer;
 
 /// The operations under their C names, without the safe layer's checks, for direct ports
 /// whose writer exclusion comes from elsewhere.

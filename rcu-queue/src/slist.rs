@@ -1,33 +1,29 @@
-//! `QSList`: QEMU's `QSLIST_*_RCU`, a singly linked list.
-//!
-//! # How it works
-//!
-//! The head holds `first`. Readers only follow `first`
-//! and `next`, with `Acquire` loads (`qatomic_rcu_read`); a writer publishes a new
-//! element with one `Release` store (`qatomic_rcu_set`) after setting its `next`. Removal
-//! stores the successor into the previous `next` field (QEMU: `qatomic_set`; we use
-//! `Release`, see [the QLIST notes](crate::QList)) and leaves the removed element's `next`
-//! for readers standing on it. Removing a given element walks from the head, as in C; a
-//! [`QSListCursor`] removes at its position in O(1).
+//! QSLIST (`QSLIST_*_RCU`): a singly linked list. Its link, its aliases, the operation of
+//! the singly linked kinds (QSIMPLEQ and QSLIST: remove the head), and the raw functions.
 
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
 use rcu_core::{Flavor, Memb};
 
-use crate::link::{adopt, already_linked, Linked, LINKED};
-use crate::list_core::{CursorCore, LinkKind, ListCore, WriterCore};
-use crate::retired::Retired;
-use crate::sync::{AtomicPtr, Ordering};
-use crate::QSListLink;
+use crate::cursor::Cursor;
+use crate::link::{link_type, not_in_list, Linked, SinglyLinked};
+use crate::rcu_list::RcuList;
+use crate::role::Role;
+use crate::splice::{pos_of, raw_insert, raw_remove};
+use crate::writer::Writer;
 
-/// The list head (`QSLIST_HEAD`), heap-allocated so that a cursor may point at `first`
-/// while the `QSList` moves.
-pub(crate) struct QSListHead {
-    first: AtomicPtr<QSListLink>,
+link_type! {
+    /// The link of a [`QSList`] element (`QSLIST_ENTRY`): singly linked.
+    QSListLink {
+        list: "QSList",
+        tail: false,
+        marks: [SinglyLinked]
+    }
 }
 
-/// An RCU-protected singly linked list of `Box<T>` elements: QEMU's `QSLIST` with the
-/// `*_RCU` macros.
+/// An RCU-protected singly linked list, QEMU's `QSLIST` with the `*_RCU` macros: an
+/// [`RcuList`] linked through [`QSListLink<Tag>`](QSListLink). Removing a given element
+/// walks from the head, as in C; a cursor removes at its position in O(1).
 ///
 /// ```
 /// use rcu_queue::{rcu_link, QSList, QSListLink};
@@ -50,218 +46,32 @@ pub(crate) struct QSListHead {
 /// assert_eq!(q.iter(&guard).map(|j| j.n).collect::<Vec<_>>(), [1, 2, 3]);
 /// assert!(std::ptr::eq(q.iter(&guard).last().unwrap(), three));
 /// ```
-///
-/// Invariants: `head` is a live box owned by this list; every element reachable from
-/// `head.first` is a `Box<T>` owned by the list, linked with owner word `id() | LINKED`;
-/// removed elements are freed only after a grace period of `domain`, or when the list is
-/// dropped.
-pub struct QSList<T, F = Memb>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    core: ListCore<T, QSListLink, F>,
-}
+pub type QSList<T, F = Memb, Tag = ()> = RcuList<T, QSListLink<Tag>, F>;
 
-crate::list_core::list_wrappers! {
-    list: QSList,
-    writer: QSListWriter { q },
-    link: QSListLink,
-    c: "QSLIST",
-    noun: "list",
-    get: list,
-    cursor: QSListCursor { q },
-    insert_before: "Insert `e` in front of the current element, or at the end when the cursor \
-        is at the end. The cursor stays on the same element.",
-}
+/// The writer of a [`QSList`].
+pub type QSListWriter<'a, T, F = Memb, Tag = ()> = Writer<'a, T, QSListLink<Tag>, F>;
 
-/// Proof of writer exclusion for a [`QSList`] (see [`QListWriter`](crate::QListWriter)
-/// for how to name elements). Not `Send`.
-pub struct QSListWriter<'a, T, F = Memb>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    q: &'a QSList<T, F>,
-    w: WriterCore<'a, T, QSListLink, F>,
-}
+/// A writer's cursor in a [`QSList`].
+pub type QSListCursor<'w, T, F = Memb, Tag = ()> = Cursor<'w, T, QSListLink<Tag>, F>;
 
-impl<'a, T, F> QSListWriter<'a, T, F>
+/// The operation of the singly linked kinds (QSIMPLEQ, QSLIST).
+impl<T, K, F, R> Writer<'_, T, K, F, R>
 where
-    T: Linked<QSListLink> + Send + Sync + 'static,
+    T: Linked<K> + Send + Sync + 'static,
+    K: SinglyLinked,
     F: Flavor,
+    R: Role,
 {
-    /// Insert `e` at the front (`QSLIST_INSERT_HEAD_RCU`); returns it.
+    /// Unlink the first element (`QSLIST_REMOVE_HEAD_RCU`, `QSIMPLEQ_REMOVE_HEAD_RCU`)
+    /// and hand it back as [`remove`](Writer::remove) does; `None` when empty.
     ///
     /// # Panics
     ///
-    /// If `e` is already linked.
-    pub fn insert_head(&mut self, e: Box<T>) -> &T {
-        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box).
-        unsafe { self.w.insert(e, |e| qslist_insert_head_rcu(self.q, e)) }
-    }
-
-    /// Insert `e` after `after` (`QSLIST_INSERT_AFTER_RCU`); returns it.
-    ///
-    /// # Panics
-    ///
-    /// If `after` is not linked into this list, or `e` is already linked.
-    pub fn insert_after(&mut self, after: &T, e: Box<T>) -> &T {
-        self.w.check_in(after);
-        // SAFETY: W1 (writer proof), W2 (`insert` passes a fresh box), W3 (checked above).
-        unsafe {
-            self.w.insert(e, |e| {
-                qslist_insert_after_rcu(self.q, NonNull::from(after), e)
-            })
-        }
-    }
-
-    /// Unlink the first element (`QSLIST_REMOVE_HEAD_RCU`); `None` when empty.
-    pub fn remove_head(&mut self) -> Option<Retired<T, F>> {
-        // SAFETY: W1 (writer proof).
-        let p = unsafe { qslist_remove_head_rcu(self.q) }?;
-        // SAFETY: `p` was just unlinked from this list by this writer.
-        Some(unsafe { self.w.retire(p) })
-    }
-
-    /// Unlink `e` (`QSLIST_REMOVE_RCU`, a walk from the head) and hand it back, to be
-    /// freed after a grace period.
-    ///
-    /// # Panics
-    ///
-    /// If `e` is not linked into this list.
-    pub fn remove(&mut self, e: &T) -> Retired<T, F> {
-        // SAFETY: W1 (writer proof), W3 (`remove` checks that `e` is linked here first).
-        unsafe { self.w.remove(e, |e| qslist_remove_rcu(self.q, e)) }
-    }
-}
-
-/// A writer's cursor in a [`QSList`]: an element, or the end. It is the `next` field
-/// (or head) that points at the current element, so removal here is O(1).
-pub struct QSListCursor<'w, T, F = Memb>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    q: &'w QSList<T, F>,
-    c: CursorCore<'w, T, QSListLink, F>,
-}
-
-impl<T, F> QSListCursor<'_, T, F>
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
-    F: Flavor,
-{
-    /// Insert `e` after the current element (`QSLIST_INSERT_AFTER_RCU`).
-    ///
-    /// # Panics
-    ///
-    /// At the end of the list, or if `e` is already linked.
-    pub fn insert_after(&mut self, e: Box<T>) {
-        let Some(after) = self.c.current_ptr() else {
-            panic!("rcu-queue: QSListCursor::insert_after at the end of the list");
-        };
-        let e = adopt::<T, QSListLink>(e);
-        // SAFETY: W1 (we borrow the writer), W2 (fresh box), W3 (linked here).
-        unsafe { qslist_insert_after_rcu(self.q, after, e) };
-    }
-}
-
-// ----- the raw layer (C names) -----
-
-impl LinkKind for QSListLink {
-    type Head = QSListHead;
-    /// The `next` field (or the head's `first`) that points at the current element.
-    type Pos = AtomicPtr<QSListLink>;
-
-    fn new_head() -> QSListHead {
-        QSListHead {
-            first: AtomicPtr::new(ptr::null_mut()),
-        }
-    }
-
-    #[inline(always)]
-    fn first(head: &QSListHead) -> &AtomicPtr<QSListLink> {
-        &head.first
-    }
-
-    #[inline(always)]
-    fn front(head: &QSListHead, _this: NonNull<QSListHead>) -> NonNull<AtomicPtr<QSListLink>> {
-        NonNull::from(&head.first)
-    }
-
-    #[inline(always)]
-    fn pos_next(pos: &AtomicPtr<QSListLink>) -> &AtomicPtr<QSListLink> {
-        pos
-    }
-
-    /// # Safety
-    ///
-    /// As for `LinkKind::after`.
-    #[inline(always)]
-    unsafe fn after(link: NonNull<QSListLink>) -> NonNull<AtomicPtr<QSListLink>> {
-        // SAFETY: `link` is a live link (contract); this takes its field's address.
-        unsafe { NonNull::new_unchecked(ptr::addr_of_mut!((*link.as_ptr()).next)) }
-    }
-
-    /// # Safety
-    ///
-    /// As for `LinkKind::insert_at`.
-    unsafe fn insert_at<T, F>(
-        list: &ListCore<T, QSListLink, F>,
-        pos: NonNull<AtomicPtr<QSListLink>>,
-        elm: NonNull<T>,
-    ) -> NonNull<AtomicPtr<QSListLink>>
-    where
-        T: Linked<QSListLink> + Send + Sync + 'static,
-        F: Flavor,
-    {
-        // SAFETY: `elm` is live (W2).
-        let el = unsafe { T::link(elm) };
-        // SAFETY: as above; private until published.
-        let new = unsafe { el.as_ref() };
-        if new.is_linked() {
-            already_linked();
-        }
-        // SAFETY: `pos` is live (contract).
-        let pos_ref = unsafe { pos.as_ref() };
-        // Relaxed: writer-side read (W1).
-        let next = pos_ref.load(Ordering::Relaxed);
-        // Relaxed: private until published.
-        new.next.store(next, Ordering::Relaxed);
-        new.owner.store(list.id() | LINKED, Ordering::Relaxed);
-        let new_next = NonNull::from(&new.next);
-        // Release (`qatomic_rcu_set`): publishes the element.
-        pos_ref.store(el.as_ptr(), Ordering::Release);
-        new_next
-    }
-
-    /// # Safety
-    ///
-    /// As for `LinkKind::remove_at`.
-    unsafe fn remove_at<T, F>(
-        _list: &ListCore<T, QSListLink, F>,
-        pos: NonNull<AtomicPtr<QSListLink>>,
-    ) -> Option<NonNull<T>>
-    where
-        T: Linked<QSListLink> + Send + Sync + 'static,
-        F: Flavor,
-    {
-        // SAFETY: `pos` is live (contract).
-        let pos_ref = unsafe { pos.as_ref() };
-        // Relaxed: writer-side read (W1).
-        let cur = NonNull::new(pos_ref.load(Ordering::Relaxed))?;
-        // SAFETY: `cur` is a linked element's link.
-        let old = unsafe { cur.as_ref() };
-        // Relaxed: writer-side read.
-        let next = old.next.load(Ordering::Relaxed);
-        // Release (QEMU: `qatomic_set`): see the module docs.
-        pos_ref.store(next, Ordering::Release);
-        // Relaxed: writer-only field; the id stays for readers standing on the element.
-        let owner = old.owner.load(Ordering::Relaxed);
-        old.owner.store(owner & !LINKED, Ordering::Relaxed);
-        // SAFETY: `cur` is the link the list stored (contract 2 of `Linked`).
-        Some(unsafe { T::from_link(cur) })
+    /// As for [`remove`](Writer::remove).
+    pub fn remove_head(&mut self) -> Option<R::Removed<T, F>> {
+        let list = self.list();
+        // SAFETY: W1 (writer proof); the front is a position.
+        unsafe { list.remove_at(list.head().front()) }
     }
 }
 
@@ -272,14 +82,15 @@ impl LinkKind for QSListLink {
 /// 1. (W1) The caller is the list's only writer during the call, and every earlier writer
 ///    operation on it happens-before the call.
 /// 2. (W2) `elm` came from `Box::into_raw`, is live and not linked into any list; the list
-///    takes ownership.
-pub unsafe fn qslist_insert_head_rcu<T, F>(q: &QSList<T, F>, elm: NonNull<T>)
+///    takes ownership. (Checked: a linked `elm` panics.)
+pub unsafe fn qslist_insert_head_rcu<T, F, Tag>(l: &QSList<T, F, Tag>, elm: NonNull<T>)
 where
-    T: Linked<QSListLink> + Send + Sync + 'static,
+    T: Linked<QSListLink<Tag>> + Send + Sync + 'static,
     F: Flavor,
+    Tag: 'static,
 {
-    // SAFETY: (1), (2), and the head's `first` is a valid position.
-    unsafe { QSListLink::insert_at(&q.core, q.core.front(), elm) };
+    // SAFETY: (1), (2); the front is a position.
+    unsafe { raw_insert(l.head(), l.head().front(), elm) }
 }
 
 /// `QSLIST_INSERT_AFTER_RCU(head, listelm, elm, field)`.
@@ -287,16 +98,18 @@ where
 /// # Safety
 ///
 /// 1. and 2. as for [`qslist_insert_head_rcu`];
-/// 3. (W3) `listelm` points to an element linked into `q`.
-pub unsafe fn qslist_insert_after_rcu<T, F>(q: &QSList<T, F>, listelm: NonNull<T>, elm: NonNull<T>)
-where
-    T: Linked<QSListLink> + Send + Sync + 'static,
+/// 3. (W3) `listelm` points to an element linked into `l`.
+pub unsafe fn qslist_insert_after_rcu<T, F, Tag>(
+    l: &QSList<T, F, Tag>,
+    listelm: NonNull<T>,
+    elm: NonNull<T>,
+) where
+    T: Linked<QSListLink<Tag>> + Send + Sync + 'static,
     F: Flavor,
+    Tag: 'static,
 {
-    // SAFETY: `listelm` is live (3); this takes the address of its link's `next`.
-    let pos = unsafe { NonNull::from(&T::link(listelm).as_ref().next) };
-    // SAFETY: (1), (2), and `pos` is a linked element's `next` (3).
-    unsafe { QSListLink::insert_at(&q.core, pos, elm) };
+    // SAFETY: (1), (2); the link of a linked element (3) is a position.
+    unsafe { raw_insert(l.head(), T::link(listelm), elm) }
 }
 
 /// `QSLIST_REMOVE_HEAD_RCU(head, field)`: unlinks the first element and returns it (as
@@ -305,41 +118,42 @@ where
 /// # Safety
 ///
 /// 1. (W1) as for [`qslist_insert_head_rcu`];
-/// 2. afterwards the caller owns the element and frees it only after a grace period of
-///    `q`'s domain.
-pub unsafe fn qslist_remove_head_rcu<T, F>(q: &QSList<T, F>) -> Option<NonNull<T>>
+/// 2. the first element is in none of `l`'s indexes ([`RcuIndex`](crate::RcuIndex)), and
+///    afterwards the caller owns it and frees it only after a grace period of `l`'s
+///    domain.
+pub unsafe fn qslist_remove_head_rcu<T, F, Tag>(l: &QSList<T, F, Tag>) -> Option<NonNull<T>>
 where
-    T: Linked<QSListLink> + Send + Sync + 'static,
+    T: Linked<QSListLink<Tag>> + Send + Sync + 'static,
     F: Flavor,
+    Tag: 'static,
 {
-    // SAFETY: (1), (2); the head's `first` is a valid position.
-    unsafe { QSListLink::remove_at(&q.core, q.core.front()) }
+    // SAFETY: (1), (2); the front is a position.
+    unsafe { raw_remove(l.head(), l.head().front()) }
 }
 
-/// `QSLIST_REMOVE_RCU(head, elm, type, field)`: walks from the head to `elm`, unlinks
-/// it and returns it (as the list stored it).
+/// `QSLIST_REMOVE_RCU(head, elm, type, field)`: walks from the head to `elm`, unlinks it
+/// and returns it (as the list stored it).
 ///
 /// # Safety
 ///
 /// 1. (W1) as for [`qslist_insert_head_rcu`];
-/// 2. (W3) `elm` points to an element linked into `q`;
+/// 2. (W3) `elm` points to an element linked into `l` and into none of its indexes;
 /// 3. afterwards the caller owns the element and frees it only after a grace period of
-///    `q`'s domain.
-pub unsafe fn qslist_remove_rcu<T, F>(q: &QSList<T, F>, elm: NonNull<T>) -> NonNull<T>
+///    `l`'s domain.
+pub unsafe fn qslist_remove_rcu<T, F, Tag>(l: &QSList<T, F, Tag>, elm: NonNull<T>) -> NonNull<T>
 where
-    T: Linked<QSListLink> + Send + Sync + 'static,
+    T: Linked<QSListLink<Tag>> + Send + Sync + 'static,
     F: Flavor,
+    Tag: 'static,
 {
-    // SAFETY: (1), (2).
-    let pos = unsafe { q.core.pos_of(elm) };
-    // SAFETY: (1), (3); `pos` points at `elm`, so the result is `Some`.
-    unsafe { QSListLink::remove_at(&q.core, pos).unwrap_unchecked() }
+    // SAFETY: (1), (2), (3); the walk finds `elm`'s position.
+    unsafe { raw_remove(l.head(), pos_of(l.head(), T::link(elm))) }.unwrap_or_else(|| not_in_list())
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::test_support::{vals, Drops, E};
+    use crate::test_support::{vals, Drops, E, MANY};
     use rcu_core::{Domain, Mb};
 
     fn setup() -> (Domain<Mb>, QSList<E, Mb>, Drops) {
@@ -467,11 +281,11 @@ mod tests {
         let (d, l, m) = setup();
         let r = d.register();
         let mut w = l.lock();
-        for v in (0..100).rev() {
+        for v in (0..MANY).rev() {
             w.insert_head(m.e(v));
         }
-        assert_eq!(vals(l.iter(&r.read_lock())), (0..100).collect::<Vec<_>>());
-        assert_eq!(w.len(), 100);
+        assert_eq!(vals(l.iter(&r.read_lock())), (0..MANY).collect::<Vec<_>>());
+        assert_eq!(w.len(), MANY as usize);
     }
 
     #[test]
@@ -498,6 +312,52 @@ mod tests {
         drop(w);
         d.barrier();
         assert_eq!(m.count(), 10);
+    }
+
+    #[test]
+    fn cursor_replace() {
+        let (d, l, m) = setup();
+        let r = d.register();
+        let mut w = l.lock();
+        for v in [2, 1, 0] {
+            w.insert_head(m.e(v));
+        }
+        let g = r.read_lock();
+        let one = l.next(l.first(&g).unwrap(), &g).unwrap();
+        let mut c = w.cursor();
+        c.move_next();
+        c.replace_current(m.e(10)).defer();
+        // a reader standing on the old element moves on to its successor
+        assert_eq!(l.next(one, &g).unwrap().v, 2);
+        assert_eq!(vals(l.iter(&g)), [0, 10, 2]);
+        drop(g);
+        drop(w);
+        d.barrier();
+        assert_eq!(m.count(), 1);
+    }
+
+    #[test]
+    fn raw_functions_with_the_c_names() {
+        let (d, l, m) = setup();
+        let p = |v| NonNull::new(Box::into_raw(m.e(v))).unwrap();
+        let (a, b, c) = (p(1), p(2), p(0));
+        // SAFETY: only writer (W1); fresh boxes (W2); `a` linked when named (W3); the
+        // removed elements are in no index and freed after a grace period.
+        let (head, mid) = unsafe {
+            crate::raw::qslist_insert_head_rcu(&l, a);
+            crate::raw::qslist_insert_after_rcu(&l, a, b);
+            crate::raw::qslist_insert_head_rcu(&l, c);
+            (
+                crate::raw::qslist_remove_head_rcu(&l).unwrap(),
+                crate::raw::qslist_remove_rcu(&l, b),
+            )
+        };
+        assert_eq!((head, mid), (c, b));
+        assert_eq!(vals(l.lock().iter()), [1]);
+        d.synchronize();
+        // SAFETY: a grace period has passed since the removals; we own both.
+        unsafe { drop((Box::from_raw(head.as_ptr()), Box::from_raw(mid.as_ptr()))) };
+        assert_eq!(m.count(), 2);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Shared helpers for the unit tests: one element type that can sit in one list of each
-//! kind, and counts its drops.
+//! kind, and counts its drops; the element count of the longer tests (small under Miri).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -51,3 +51,6 @@ impl Drops {
 pub(crate) fn vals<'a>(it: impl Iterator<Item = &'a E>) -> Vec<u32> {
     it.map(|e| e.v).collect()
 }
+
+/// How many elements the longer walks use (fewer under Miri, which is slow).
+pub(crate) const MANY: u32 = if cfg!(miri) { 12 } else { 100 };

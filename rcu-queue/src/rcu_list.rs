@@ -1,0 +1,532 @@
+//! [`RcuList`]: the one generic RCU list. A link kind (`K`) says how elements are linked,
+//! a flavor (`F`) whose domain protects readers, and a role (`R`) whether the list owns
+//! its elements or indexes those of another list ([`RcuIndex`]). The four QEMU families
+//! are aliases of it ([`QList`](crate::QList), [`QSimpleQ`](crate::QSimpleQ),
+//! [`QTailQ`](crate::QTailQ), [`QSList`](crate::QSList)).
+
+use core::any::TypeId;
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use std::sync::Arc;
+
+use rcu_core::{Domain, Flavor, Memb, ReadGuard};
+
+use crate::link::{elem, link_of, not_in_list, reset, wrong_domain, Iter, LinkKind, Linked};
+use crate::role::{Index, Owner, OwnerCore, Registry, Role};
+use crate::splice::Head;
+use crate::sync::{self, Mutex, Ordering};
+use crate::writer::Writer;
+
+/// An RCU-protected intrusive list of `T`s linked through their `K` link (one of
+/// [`QListLink`](crate::QListLink), [`QSimpleQLink`](crate::QSimpleQLink),
+/// [`QTailQLink`](crate::QTailQLink), [`QSListLink`](crate::QSListLink), with any tag),
+/// read under guards of `F`'s domain. With the default role [`Owner`] the list owns its
+/// elements as `Box<T>`; [`RcuIndex`] is the same list with the role [`Index`].
+///
+/// Use it through the aliases named after QEMU's macros ([`QList`](crate::QList) and the
+/// others); the operations every kind has are documented here, the kind-specific ones
+/// (`insert_tail`, `insert_before`, `replace`, `remove_head`, `last`, ...) on the
+/// writer's impl blocks for each link kind.
+///
+/// - **Readers** ([`first`](Self::first), [`next`](Self::next), [`iter`](Self::iter),
+///   [`is_empty`](Self::is_empty)) run under a read guard of the list's domain; every
+///   `&T` they get borrows the guard. They never block and never write shared memory.
+/// - **Writers** hold a [`Writer`]: from [`lock`](Self::lock) (the list's mutex; an
+///   index shares its owner's), [`get_mut`](Self::get_mut) or the `unsafe`
+///   [`lock_unchecked`](Self::lock_unchecked).
+///
+/// Invariants: `core` is the list's shared core (one allocation, kept alive by this handle
+/// and, for an owning list, by each of its indexes); every element reachable from its
+/// head is linked with the head's owner word; an owning list's elements are `Box<T>`s it
+/// owns, freed only after a grace period of the domain once removed (through
+/// [`Retired`](crate::Retired)), or when the core is dropped (then nobody can reach them);
+/// an index's elements are elements of its owner.
+pub struct RcuList<T, K, F = Memb, R = Owner>
+where
+    T: Linked<K> + Send + Sync + 'static,
+    K: LinkKind,
+    F: Flavor,
+    R: Role,
+{
+    pub(crate) core: Arc<Core<T, K, F, R>>,
+}
+
+/// An index: a list of elements owned by another list (its *owner*), linked through a
+/// link of their own. Readers use it like any list; it owns nothing.
+///
+/// # Ownership rules
+///
+/// One element sits in one owning list and in any number of indexes of that list, one
+/// per link (tag) of its type, for example a table of routes owned by a list by id, and
+/// hash chains by name. What keeps that sound:
+///
+/// 1. **The owner retires an element only when it is in no index**: removing it from
+///    the owner (`remove`, a cursor's `remove_current`, `retain`, `replace`, ...) panics
+///    if it is still linked into an index, before anything changes. Unlink it from its
+///    indexes first. Otherwise the owner would free it after a grace period while readers
+///    of the index can still reach it.
+/// 2. **An index takes only elements of its owner**: inserting an element that is not
+///    linked into the owner (of another list, or already removed) panics.
+/// 3. **One lock, one domain**: an index shares its owner's writer lock and domain
+///    ([`RcuIndex::of`]). Its writers come from [`RcuList::lock`] on the index, or from
+///    the owner's writer with [`Writer::index`]; so removals from the owner and changes
+///    to its indexes never run at once, and one grace period covers readers of both.
+/// 4. **The owner's elements live as long as any index**: an index keeps its owner's
+///    core alive; dropping the owner's handle first frees nothing, and the elements go
+///    when the last handle goes. Dropping an index unlinks what it still holds (no lock
+///    needed). A leaked (`mem::forget`) index leaks its owner's elements, never frees
+///    them early.
+/// 5. **An index needs a link of its own**: an index whose link type is the owner's
+///    panics at creation.
+///
+/// Readers of an index may see an element moved from one index to another (a hash
+/// chain to another chain) as they walk: they continue in the list it moved to, always
+/// onto live elements. [`next`](RcuList::next) on an element that has left the index
+/// returns `None` (the walk ends early); [`iter`](RcuList::iter) continues.
+///
+/// ```
+/// use rcu_core::rcu_read_lock;
+/// use rcu_queue::{rcu_link, QList, QListLink, RcuIndex};
+///
+/// struct ById;
+/// struct ByName;
+/// struct Route {
+///     id: u32,
+///     name: &'static str,
+///     by_id: QListLink<ById>,
+///     by_name: QListLink<ByName>,
+/// }
+/// rcu_link!(Route, by_id: QListLink<ById>);
+/// rcu_link!(Route, by_name: QListLink<ByName>);
+/// let route = |id, name| {
+///     Box::new(Route { id, name, by_id: QListLink::new(), by_name: QListLink::new() })
+/// };
+///
+/// let routes: QList<Route, rcu_core::Memb, ById> = QList::new(); // owns the routes
+/// let names: RcuIndex<Route, QListLink<ByName>> = RcuIndex::of(&routes); // owns nothing
+/// let mut w = routes.lock();
+/// w.insert_head(route(2, "b"));
+/// w.insert_head(route(1, "a"));
+/// let guard = rcu_read_lock();
+/// for r in routes.iter(&guard) {
+///     w.index(&names).insert_head(r); // link it into the index too
+/// }
+/// assert_eq!(names.iter(&guard).map(|r| r.name).collect::<String>(), "ba");
+/// // Retire route 1: leave the index first, then the owner.
+/// let one = routes.first(&guard).unwrap();
+/// w.index(&names).remove(one);
+/// w.remove(one).defer();
+/// assert_eq!(names.iter(&guard).map(|r| r.id).collect::<Vec<_>>(), [2]);
+/// ```
+///
+/// The owner takes boxes and an index takes references, so neither can be handed the
+/// other's kind of element:
+///
+/// ```compile_fail
+/// # use rcu_queue::{rcu_link, QList, QListLink, RcuIndex};
+/// # struct A; struct B;
+/// # struct E { a: QListLink<A>, b: QListLink<B> }
+/// # rcu_link!(E, a: QListLink<A>);
+/// # rcu_link!(E, b: QListLink<B>);
+/// let owner: QList<E, rcu_core::Memb, A> = QList::new();
+/// let index: RcuIndex<E, QListLink<B>> = RcuIndex::of(&owner);
+/// let e = Box::new(E { a: QListLink::new(), b: QListLink::new() });
+/// index.lock().insert_head(e); // error: expected `&E`, found `Box<E>`
+/// ```
+///
+/// The compiling twin gives the box to the owner and a reference to the index:
+///
+/// ```
+/// # use rcu_queue::{rcu_link, QList, QListLink, RcuIndex};
+/// # struct A; struct B;
+/// # struct E { a: QListLink<A>, b: QListLink<B> }
+/// # rcu_link!(E, a: QListLink<A>);
+/// # rcu_link!(E, b: QListLink<B>);
+/// let owner: QList<E, rcu_core::Memb, A> = QList::new();
+/// let index: RcuIndex<E, QListLink<B>> = RcuIndex::of(&owner);
+/// let e = Box::new(E { a: QListLink::new(), b: QListLink::new() });
+/// let mut w = owner.lock();
+/// let guard = rcu_core::rcu_read_lock();
+/// w.insert_head(e);
+/// w.index(&index).insert_head(owner.first(&guard).unwrap());
+/// ```
+///
+/// An index of an index does not type-check: only an owning list has indexes.
+///
+/// ```compile_fail
+/// # use rcu_queue::{rcu_link, QList, QListLink, QTailQLink, RcuIndex};
+/// # struct A; struct B;
+/// # struct E { a: QListLink<A>, b: QListLink<B>, c: QTailQLink }
+/// # rcu_link!(E, a: QListLink<A>);
+/// # rcu_link!(E, b: QListLink<B>);
+/// # rcu_link!(E, c: QTailQLink);
+/// let owner: QList<E, rcu_core::Memb, A> = QList::new();
+/// let index: RcuIndex<E, QListLink<B>> = RcuIndex::of(&owner);
+/// let nested: RcuIndex<E, QTailQLink> = RcuIndex::of(&index); // error: expected `Owner`
+/// ```
+///
+/// The compiling twin makes both indexes of the owner:
+///
+/// ```
+/// # use rcu_queue::{rcu_link, QList, QListLink, QTailQLink, RcuIndex};
+/// # struct A; struct B;
+/// # struct E { a: QListLink<A>, b: QListLink<B>, c: QTailQLink }
+/// # rcu_link!(E, a: QListLink<A>);
+/// # rcu_link!(E, b: QListLink<B>);
+/// # rcu_link!(E, c: QTailQLink);
+/// let owner: QList<E, rcu_core::Memb, A> = QList::new();
+/// let index: RcuIndex<E, QListLink<B>> = RcuIndex::of(&owner);
+/// let lru: RcuIndex<E, QTailQLink> = RcuIndex::of(&owner);
+/// # let _ = (index, lru);
+/// ```
+pub type RcuIndex<T, K, F = Memb> = RcuList<T, K, F, Index>;
+
+/// What a list handle points at: the head and everything writers share.
+pub(crate) struct Core<T, K, F, R>
+where
+    T: Linked<K> + Send + Sync + 'static,
+    K: LinkKind,
+    F: Flavor,
+    R: Role,
+{
+    pub(crate) head: Head<K>,
+    pub(crate) domain: Domain<F>,
+    /// The writer lock (an index uses its owner's instead).
+    lock: Mutex<()>,
+    /// Owning lists: the link types of their indexes.
+    pub(crate) registry: Registry<T>,
+    /// Indexes: their owning list.
+    pub(crate) owner: Option<Arc<dyn OwnerCore<T>>>,
+    _owns: PhantomData<(Box<T>, R)>,
+}
+
+impl<T, K, F, R> Core<T, K, F, R>
+where
+    T: Linked<K> + Send + Sync + 'static,
+    K: LinkKind,
+    F: Flavor,
+    R: Role,
+{
+    fn new(domain: &Domain<F>, owner: Option<Arc<dyn OwnerCore<T>>>) -> Arc<Self> {
+        let core = Arc::new(Core {
+            head: Head::new(),
+            domain: domain.clone(),
+            lock: Mutex::new(()),
+            registry: Registry::new(),
+            owner,
+            _owns: PhantomData,
+        });
+        core.head.init();
+        core
+    }
+
+    /// The lock that serializes the writers of this list (shared with the owner's).
+    pub(crate) fn writer_lock(&self) -> &Mutex<()> {
+        match &self.owner {
+            Some(owner) => owner.writer_lock(),
+            None => &self.lock,
+        }
+    }
+}
+
+impl<T, K, F> OwnerCore<T> for Core<T, K, F, Owner>
+where
+    T: Linked<K> + Send + Sync + 'static,
+    K: LinkKind,
+    F: Flavor,
+{
+    fn writer_lock(&self) -> &Mutex<()> {
+        &self.lock
+    }
+
+    fn registry(&self) -> &Registry<T> {
+        &self.registry
+    }
+
+    fn owns(&self, e: &T) -> bool {
+        // Relaxed: the caller is a writer of this list (shared lock), which orders the
+        // stores of the owner word before it.
+        link_of::<T, K>(e).owner().load(Ordering::Relaxed) == self.head.linked_id()
+    }
+}
+
+impl<T, K, F, R> Drop for Core<T, K, F, R>
+where
+    T: Linked<K> + Send + Sync + 'static,
+    K: LinkKind,
+    F: Flavor,
+    R: Role,
+{
+    fn drop(&mut self) {
+        // No reader or writer can use the list (they all borrow a handle, and this is the
+        // last one); an owning list's indexes are all gone (each holds the core).
+        // Relaxed: `&mut self` means every other access happens-before this.
+        let mut p = self.head.link.next().load(Ordering::Relaxed);
+        while let Some(l) = NonNull::new(p) {
+            // SAFETY: `l` is the link of an element linked into the list (invariant),
+            // alive: an owning list owns it, an index's owner is kept alive by `owner`,
+            // dropped only after this function.
+            let link = unsafe { l.as_ref() };
+            p = link.next().load(Ordering::Relaxed);
+            // Also for owned elements: their `Drop` may look at their links.
+            reset(link);
+            if R::OWNS {
+                // SAFETY: the element came from `Box::into_raw` and the list owns it;
+                // nobody else can reach it (see above).
+                drop(unsafe { Box::from_raw(T::from_link(l).as_ptr()) });
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T, K> RcuList<T, K, Memb, Owner>
+where
+    T: Linked<K> + Send + Sync + 'static,
+    K: LinkKind,
+{
+    /// An empty list in the default (memb) domain: read it under
+    /// [`rcu_read_lock`](rcu_core::rcu_read_lock); removed elements are freed by the
+    /// default domain's call_rcu worker.
+    pub fn new() -> Self {
+        Self::new_in(rcu_core::default_domain())
+    }
+}
+
+#[cfg(not(loom))]
+impl<T, K> Default for RcuList<T, K, Memb, Owner>
+where
+    T: Linked<K> + Send + Sync + 'static,
+    K: LinkKind,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, K, F> RcuList<T, K, F, Owner>
+where
+    T: Linked<K> + Send + Sync + 'static,
+    K: LinkKind,
+    F: Flavor,
+{
+    /// An empty list whose readers use `domain`'s guards and whose removed elements wait
+    /// for `domain`'s grace periods.
+    pub fn new_in(domain: &Domain<F>) -> Self {
+        RcuList {
+            core: Core::new(domain, None),
+        }
+    }
+}
+
+impl<T, K, F> RcuList<T, K, F, Index>
+where
+    T: Linked<K> + Send + Sync + 'static,
+    K: LinkKind,
+    F: Flavor,
+{
+    /// An empty index of `owner`: in its domain, sharing its writer lock, keeping its
+    /// elements alive (see the [ownership rules](RcuIndex#ownership-rules)).
+    ///
+    /// # Panics
+    ///
+    /// If `K` is the owner's own link type (an element's link can be in one list only).
+    pub fn of<K1>(owner: &RcuList<T, K1, F, Owner>) -> Self
+    where
+        T: Linked<K1>,
+        K1: LinkKind,
+    {
+        if TypeId::of::<K1>() == TypeId::of::<K>() {
+            panic!("rcu-queue: an index needs a link of its own, not its owner's");
+        }
+        let core: Arc<dyn OwnerCore<T>> = owner.core.clone();
+        RcuList {
+            core: Core::new(owner.domain(), Some(core)),
+        }
+    }
+}
+
+impl<T, K, F, R> RcuList<T, K, F, R>
+where
+    T: Linked<K> + Send + Sync + 'static,
+    K: LinkKind,
+    F: Flavor,
+    R: Role,
+{
+    /// The domain whose guards protect readers and whose grace periods free removed
+    /// elements.
+    pub fn domain(&self) -> &Domain<F> {
+        &self.core.domain
+    }
+
+    #[inline(always)]
+    fn check_guard(&self, guard: &ReadGuard<'_, F>) {
+        if !guard.is_of(&self.core.domain) {
+            wrong_domain();
+        }
+    }
+
+    /// Whether the list is empty (`*_EMPTY_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the list's.
+    #[inline]
+    pub fn is_empty(&self, guard: &ReadGuard<'_, F>) -> bool {
+        self.check_guard(guard);
+        // Relaxed (QEMU uses `qatomic_read` too): nothing is dereferenced.
+        self.core.head.first().load(Ordering::Relaxed).is_null()
+    }
+
+    /// The first element (`*_FIRST_RCU`), borrowed from the guard.
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the list's.
+    #[inline]
+    pub fn first<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
+        self.check_guard(guard);
+        // Acquire (`qatomic_rcu_read`): pairs with the Release store that published the
+        // element, so its contents are visible.
+        let p = self.core.head.first().load(Ordering::Acquire);
+        // SAFETY: the element is linked into the list now, so it is freed (if ever) only
+        // after it leaves the list (an index's too: rule 1 of `RcuIndex`) and a grace
+        // period of our domain passes, which `guard` (checked above) holds off for 'g.
+        // Nobody holds a `&mut T` to a published element.
+        unsafe { elem(p) }
+    }
+
+    /// The element after `elem` (`*_NEXT_RCU`).
+    ///
+    /// On an owning list `elem` may have been removed during this critical section: a
+    /// reader standing on a removed element can still move on. On an index, an element
+    /// that is no longer in the index has no next element here (`None`); use
+    /// [`iter`](Self::iter) to walk on regardless.
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain, or (owning lists) `elem` is not, and was
+    /// not recently, an element of this list.
+    #[inline]
+    pub fn next<'g>(&'g self, elem: &'g T, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
+        self.check_guard(guard);
+        let link = link_of::<T, K>(elem);
+        // Acquire: pairs with the Release store of the owner word when the element was
+        // linked (`splice::link`), so the `next` we load below is from that membership or
+        // later, never from an earlier one.
+        let owner = link.owner().load(Ordering::Acquire);
+        let head = &self.core.head;
+        // An owning list keeps its head in the owner word of a removed element until a
+        // grace period has passed (`Retired`); an index clears it at once.
+        if owner != head.linked_id() && !(R::OWNS && owner.cast_const() == head.id()) {
+            if R::OWNS {
+                not_in_list();
+            }
+            return None;
+        }
+        // Acquire (`qatomic_rcu_read`): as in `first`.
+        let p = link.next().load(Ordering::Acquire);
+        // SAFETY: `elem` is in this list or was removed from it while a critical section
+        // of our domain that outlives 'g was running. An owning list's elements leave it
+        // only for a `Retired` (which hides them) once they are in no index, so every
+        // `&T` to one comes from a guard or a writer of this list or its indexes, all in
+        // this domain. So `next` is null or an element that was linked here during that
+        // critical section, freed (as in `first`) only after a grace period it holds off.
+        // For an index, `elem` is linked here now (checked above): as in `first`.
+        unsafe { crate::link::elem(p) }
+    }
+
+    /// Iterate front to back (`*_FOREACH_RCU`; it reads each `next` pointer before
+    /// yielding, so it is also `*_FOREACH_SAFE_RCU`).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` belongs to another domain than the list's.
+    #[inline]
+    pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Iter<'g, T, K> {
+        self.check_guard(guard);
+        // Acquire (`qatomic_rcu_read`): as in `first`.
+        let first = self.core.head.first().load(Ordering::Acquire);
+        // SAFETY: every element reachable from `first` (following `next`, also from
+        // elements removed or moved meanwhile) was linked into this list, or into another
+        // index of the same owner, at some time during this critical section, so (as in
+        // `first`) it is freed only after a grace period that `guard` holds off.
+        unsafe { Iter::new(first) }
+    }
+
+    /// Take the list's writer lock (an index's is its owner's). Writers exclude each
+    /// other; readers are never blocked.
+    ///
+    /// # Blocking
+    ///
+    /// Waits for the current writer of the list (and of its owner and indexes) to finish.
+    /// The lock is not reentrant: taking it again on a thread that holds a writer of the
+    /// same list family (an owner and its indexes) deadlocks; get an index's writer from
+    /// the owner's with [`Writer::index`] instead.
+    pub fn lock(&self) -> Writer<'_, T, K, F, R> {
+        Writer::new(self, Some(sync::lock(self.core.writer_lock())))
+    }
+
+    /// A writer from exclusive access: no locking when the list stands alone; an owning
+    /// list with indexes, or an index, takes the shared lock as [`lock`](Self::lock)
+    /// does (the others may be written through other handles).
+    pub fn get_mut(&mut self) -> Writer<'_, T, K, F, R> {
+        if R::OWNS && Arc::get_mut(&mut self.core).is_some() {
+            // SAFETY: `&mut self` and no other handle of the core (no index): no other
+            // writer can exist while the returned writer borrows `self`, and every earlier
+            // access happens-before (the Acquire in `Arc::get_mut` covers indexes dropped
+            // on other threads).
+            return unsafe { self.lock_unchecked() };
+        }
+        self.lock()
+    }
+
+    /// A writer without taking the lock, for ports whose writers are already serialized
+    /// by something else (QEMU's BQL or `ram_list.mutex`).
+    ///
+    /// # Safety
+    ///
+    /// While the returned writer lives, no other writer of this list, of its owner or of
+    /// the owner's other indexes (from [`lock`](Self::lock), `lock_unchecked`, or the
+    /// [`raw`](crate::raw) functions) runs, and everything earlier writers did
+    /// happens-before this writer's operations (they were serialized by a lock or a thread
+    /// join).
+    pub unsafe fn lock_unchecked(&self) -> Writer<'_, T, K, F, R> {
+        Writer::new(self, None)
+    }
+
+    /// The head.
+    #[inline(always)]
+    pub(crate) fn head(&self) -> &Head<K> {
+        &self.core.head
+    }
+
+    /// Whether this list is an index of `owner`.
+    pub(crate) fn is_index_of<K1, R1>(&self, owner: &RcuList<T, K1, F, R1>) -> bool
+    where
+        T: Linked<K1>,
+        K1: LinkKind,
+        R1: Role,
+    {
+        self.core
+            .owner
+            .as_ref()
+            .is_some_and(|o| Arc::as_ptr(o).cast::<()>() == Arc::as_ptr(&owner.core).cast::<()>())
+    }
+}
+
+impl<T, K, F, R> fmt::Debug for RcuList<T, K, F, R>
+where
+    T: Linked<K> + Send + Sync + 'static,
+    K: LinkKind,
+    F: Flavor,
+    R: Role,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(K::LIST)
+            .field("flavor", &F::NAME)
+            .field("index", &!R::OWNS)
+            .finish_non_exhaustive()
+    }
+}
