@@ -27,6 +27,7 @@ use loom::thread;
 use rcu_core::{Domain, Mb, ReadGuard};
 use rcu_queue::{
     rcu_link, QList, QListLink, QSList, QSListLink, QSimpleQ, QSimpleQLink, QTailQ, QTailQLink,
+    RcuIndex,
 };
 
 /// Run `f` under loom, bounding preemptions to 2 unless `LOOM_MAX_PREEMPTIONS` says
@@ -80,8 +81,13 @@ struct Node {
     tq: QTailQLink,
     sq: QSimpleQLink,
     sl: QSListLink,
+    /// A second QLIST link, for the index models.
+    chain: QListLink<Chain>,
 }
+/// The tag of `Node::chain`.
+struct Chain;
 rcu_link!(Node, ql: QListLink);
+rcu_link!(Node, chain: QListLink<Chain>);
 rcu_link!(Node, tq: QTailQLink);
 rcu_link!(Node, sq: QSimpleQLink);
 rcu_link!(Node, sl: QSListLink);
@@ -101,6 +107,7 @@ impl Node {
             tq: QTailQLink::new(),
             sq: QSimpleQLink::new(),
             sl: QSListLink::new(),
+            chain: QListLink::new(),
         })
     }
 
@@ -401,6 +408,131 @@ fn qslist_insert_after_and_remove_vs_reader() {
             c.remove_current().unwrap()
         };
         drop(retired.synchronize());
+        reader.join().unwrap()
+    });
+}
+
+// ----- replace -----
+
+/// `list_replace_rcu` on a QLIST (+ synchronize + free of the old element) racing a
+/// traversal: the reader sees the old element or the new one, never both, never neither.
+#[test]
+fn qlist_replace_vs_reader() {
+    model(&[&[1, 2, 3], &[1, 20, 3]], || {
+        let domain: Domain<Mb> = Domain::new();
+        let list = qlist_of(&domain, &[1, 2, 3]);
+        let reader = spawn_reader(&domain, &list, qlist_walk);
+        let old = {
+            let mut w = list.lock();
+            let mut c = w.cursor();
+            c.move_next();
+            c.replace_current(Node::new(20))
+        };
+        drop(old.synchronize());
+        reader.join().unwrap()
+    });
+}
+
+/// A cursor's replace on a QSLIST (singly linked, O(1) at the cursor), the head element,
+/// racing a `first`/`next` walk.
+#[test]
+fn qslist_replace_head_vs_reader() {
+    model(&[&[1, 2], &[10, 2]], || {
+        let domain: Domain<Mb> = Domain::new();
+        let l = QSList::new_in(&domain);
+        {
+            let mut w = l.lock();
+            w.insert_head(Node::new(2));
+            w.insert_head(Node::new(1));
+        }
+        let l = Arc::new(l);
+        let reader = spawn_reader(&domain, &l, |l: &QSList<Node, Mb>, g| {
+            let mut seen = vec![];
+            let mut cur = l.first(g);
+            while let Some(n) = cur {
+                seen.push(n.read());
+                cur = l.next(n, g);
+            }
+            seen
+        });
+        let old = l.lock().cursor().replace_current(Node::new(10));
+        drop(old.synchronize());
+        reader.join().unwrap()
+    });
+}
+
+// ----- an index of the same kind as its owner -----
+
+type ChainIndex = RcuIndex<Node, QListLink<Chain>, Mb>;
+
+/// An owner holding `vals` and one index per entry of `chains`, each linking the given
+/// values (in that order), all through `Node::chain`.
+fn indexed(
+    domain: &Domain<Mb>,
+    vals: &[u32],
+    chains: &[&[u32]],
+) -> (Arc<QList<Node, Mb>>, Vec<Arc<ChainIndex>>) {
+    let owner = qlist_of(domain, vals);
+    let indexes: Vec<Arc<ChainIndex>> = chains
+        .iter()
+        .map(|_| Arc::new(RcuIndex::of(&*owner)))
+        .collect();
+    let r = domain.register();
+    let g = r.read_lock();
+    let mut w = owner.lock();
+    for (index, members) in indexes.iter().zip(chains) {
+        for &v in members.iter().rev() {
+            let n = owner.iter(&g).find(|n| n.read() == v).unwrap();
+            w.index(index).insert_head(n);
+        }
+    }
+    drop(w);
+    (owner, indexes)
+}
+
+fn chain_walk(ix: &ChainIndex, g: &ReadGuard<'_, Mb>) -> Vec<u32> {
+    ix.iter(g).map(Node::read).collect()
+}
+
+/// The writer unlinks an element from an index, retires it from its owner and frees it
+/// after a grace period, while a reader walks the index: the index's readers are covered
+/// by the owner's grace period (one domain), so the reader never reads freed memory.
+#[test]
+fn index_unlink_then_retire_vs_index_reader() {
+    model(&[&[1, 2], &[2]], || {
+        let domain: Domain<Mb> = Domain::new();
+        let (owner, indexes) = indexed(&domain, &[1, 2], &[&[1, 2]]);
+        let reader = spawn_reader(&domain, &indexes[0], chain_walk);
+        let retired = {
+            let r = domain.register();
+            let g = r.read_lock();
+            let mut w = owner.lock();
+            let one = owner.first(&g).unwrap();
+            w.index(&indexes[0]).remove(one);
+            w.remove(one)
+        };
+        drop(retired.synchronize());
+        reader.join().unwrap()
+    });
+}
+
+/// The writer moves an element from one index to another of the same link (a hash chain
+/// to another chain) while a reader walks the first: a reader standing on it continues
+/// in the chain it moved to, seeing initialised elements only.
+#[test]
+fn index_move_vs_index_reader() {
+    model(&[&[1, 2], &[2], &[1, 3]], || {
+        let domain: Domain<Mb> = Domain::new();
+        let (owner, indexes) = indexed(&domain, &[1, 2, 3], &[&[1, 2], &[3]]);
+        let reader = spawn_reader(&domain, &indexes[0], chain_walk);
+        {
+            let r = domain.register();
+            let g = r.read_lock();
+            let mut w = owner.lock();
+            let one = owner.first(&g).unwrap();
+            w.index(&indexes[0]).remove(one);
+            w.index(&indexes[1]).insert_head(one);
+        }
         reader.join().unwrap()
     });
 }

@@ -1,20 +1,27 @@
 //! Intrusive RCU lists: QEMU's `QLIST_*_RCU`, `QSIMPLEQ_*_RCU`, `QTAILQ_*_RCU` and
 //! `QSLIST_*_RCU` macros (`include/qemu/rcu_queue.h`) as safe Rust generics.
 //!
-//! The element embeds a link field ([`QListLink`], [`QSimpleQLink`], [`QTailQLink`],
-//! [`QSListLink`]); [`rcu_link!`] implements [`Linked`], which maps the element to its
-//! link and back. Lists own their elements (`Box<T>`): inserting takes the box, removing
-//! hands back a [`Retired`] that safe code can only free after a grace period of the
-//! list's [`Domain`](rcu_core::Domain).
+//! There is one list, [`RcuList<T, K, F>`](RcuList): elements of type `T` linked through
+//! their `K` link, read under guards of flavor `F`'s domain. The link type is the list
+//! kind, and each QEMU family is an alias: [`QList`] (links [`QListLink`]),
+//! [`QSimpleQ`] ([`QSimpleQLink`]), [`QTailQ`] ([`QTailQLink`]), [`QSList`]
+//! ([`QSListLink`]). The element embeds its links as fields; [`rcu_link!`] implements
+//! [`Linked`], which maps the element to a link and back. A list owns its elements
+//! (`Box<T>`): inserting takes the box, removing hands back a [`Retired`] that safe code
+//! can only free after a grace period of the list's [`Domain`](rcu_core::Domain).
 //!
 //! - **Readers** traverse under a read guard of that domain ([`rcu_core::rcu_read_lock`],
 //!   [`rcu_core::Reader::read_lock`], [`rcu_core::qsbr::rcu_read_lock`]); every `&T` they
 //!   get borrows the guard, so none can outlive the critical section. They never block and
 //!   never write shared memory.
-//! - **Writers** need a writer handle: [`QList::lock`] (the list's own mutex),
-//!   [`QList::get_mut`] (exclusive access), or [`QList::lock_unchecked`] (`unsafe`:
-//!   exclusion comes from elsewhere, like QEMU's BQL). The [`raw`] module has the same
-//!   operations under the C names, for direct ports.
+//! - **Writers** need a [`Writer`]: [`RcuList::lock`] (the list's own mutex),
+//!   [`RcuList::get_mut`] (exclusive access), or [`RcuList::lock_unchecked`] (`unsafe`:
+//!   exclusion comes from elsewhere, like QEMU's BQL). A [`Cursor`] is a writer's position.
+//!   The [`raw`] module has the same operations under the C names, for direct ports.
+//! - **Several lists per element**: links take a tag type (`QListLink<ById>`,
+//!   `QListLink<ByName>`), so one element can sit in several lists, of one kind or of
+//!   several. One list owns it; the others are [`RcuIndex`]es of that list, whose rules
+//!   (checked) keep the element alive exactly as long as any of them can reach it.
 //!
 //! ```
 //! use rcu_core::{rcu_read_lock, rcu_barrier};
@@ -111,7 +118,8 @@
 //! | `synchronize_rcu(); g_free(elm);` after a `*_REMOVE_RCU` | [`Retired::synchronize`] (returns the `Box<T>`) | `retired_call_defer_synchronize` |
 //!
 //! The lists are concurrency-tested in `tests/qemu_test_rcu_list.rs` (a port of QEMU's
-//! `tests/unit/test-rcu-list.c`) and model-checked in `loom-tests/tests/loom_queue.rs`.
+//! `tests/unit/test-rcu-list.c`) and `tests/concurrent_links.rs` (several lists per
+//! element, replacement), and model-checked in `loom-tests/tests/loom_queue.rs`.
 //!
 //! # What the types rule out
 //!
@@ -260,15 +268,29 @@
 //! });
 //! ```
 //!
+//! # Beyond QEMU's macros
+//!
+//! | Linux / Rust idiom | Rust | test |
+//! |---|---|---|
+//! | `list_replace_rcu(old, new)` | [`Writer::replace`] (QLIST, QTAILQ), [`Cursor::replace_current`] (every kind) | `replace_is_seen_exactly_once_*` (`tests/concurrent_links.rs`) |
+//! | `drain_filter` / `extract_if` | [`Writer::extract_if`] → [`Retired`]s | `writer::tests::extract_if_hands_back_retired_elements` |
+//! | an object in a hash chain and an LRU | tagged links, [`RcuIndex`] | `element_in_two_lists_of_one_kind` (`tests/concurrent_links.rs`) |
+//!
 //! # Memory ordering
 //!
 //! Readers load `first`/`next` with `Acquire` (QEMU's `qatomic_rcu_read`; a plain load on
 //! x86-64). Writers set up every field of a new element with `Relaxed` stores and publish
 //! it with a single `Release` store (QEMU's `qatomic_rcu_set`) into the pointer that will
-//! point at it. The removal store, a relaxed `qatomic_set` in QEMU, is `Release` here: see
-//! [`QList`]'s module notes. `prev` pointers and the owner word are writer-only and
-//! `Relaxed`, ordered between writers by their mutual exclusion. Each atomic carries its
-//! argument in a comment in the source.
+//! point at it. The removal store, a relaxed `qatomic_set` in QEMU, is `Release` here: a
+//! reader that loads the successor from a relaxed store has no happens-before edge to the
+//! successor's initialisation in the C11 model (the loom model
+//! `qlist_insert_then_remove_vs_reader` fails without it). A replacement is one `Release`
+//! store of the new element, which already points at the old one's successor. The owner
+//! word is stored with `Release` when an element is linked and loaded with `Acquire` by
+//! [`RcuList::next`], so a reader that sees an element's current membership sees the
+//! `next` of that membership. `prev` pointers are writer-only and `Relaxed`, ordered
+//! between writers by their mutual exclusion. Each atomic carries its argument in a
+//! comment in the source.
 #![doc(test(attr(deny(warnings))))]
 
 mod cursor;

@@ -15,7 +15,7 @@ use rcu_core::{Domain, Flavor, Memb, ReadGuard};
 use crate::link::{elem, link_of, not_in_list, reset, wrong_domain, Iter, LinkKind, Linked};
 use crate::role::{Index, Owner, OwnerCore, Registry, Role};
 use crate::splice::Head;
-use crate::sync::{self, Mutex, Ordering};
+use crate::sync::{self, AtomicUsize, Mutex, Ordering};
 use crate::writer::Writer;
 
 /// An RCU-protected intrusive list of `T`s linked through their `K` link (one of
@@ -196,6 +196,8 @@ where
     lock: Mutex<()>,
     /// Owning lists: the link types of their indexes.
     pub(crate) registry: Registry<T>,
+    /// Owning lists: how many indexes are alive (see `OwnerCore::indexes`).
+    indexes: AtomicUsize,
     /// Indexes: their owning list.
     pub(crate) owner: Option<Arc<dyn OwnerCore<T>>>,
     _owns: PhantomData<(Box<T>, R)>,
@@ -214,6 +216,7 @@ where
             domain: domain.clone(),
             lock: Mutex::new(()),
             registry: Registry::new(),
+            indexes: AtomicUsize::new(0),
             owner,
             _owns: PhantomData,
         });
@@ -249,6 +252,10 @@ where
         // stores of the owner word before it.
         link_of::<T, K>(e).owner().load(Ordering::Relaxed) == self.head.linked_id()
     }
+
+    fn indexes(&self) -> &AtomicUsize {
+        &self.indexes
+    }
 }
 
 impl<T, K, F, R> Drop for Core<T, K, F, R>
@@ -276,6 +283,11 @@ where
                 // nobody else can reach it (see above).
                 drop(unsafe { Box::from_raw(T::from_link(l).as_ptr()) });
             }
+        }
+        if let Some(owner) = &self.owner {
+            // Release: pairs with the Acquire load in the owner's `get_mut`, which then
+            // writes without the lock only after this index is done with every link.
+            owner.indexes().fetch_sub(1, Ordering::Release);
         }
     }
 }
@@ -341,6 +353,9 @@ where
             panic!("rcu-queue: an index needs a link of its own, not its owner's");
         }
         let core: Arc<dyn OwnerCore<T>> = owner.core.clone();
+        // Relaxed: only `get_mut` on the owner reads it, through `&mut` to the owner's
+        // handle, which happens-after this `&` borrow ends.
+        core.indexes().fetch_add(1, Ordering::Relaxed);
         RcuList {
             core: Core::new(owner.domain(), Some(core)),
         }
@@ -472,11 +487,12 @@ where
     /// list with indexes, or an index, takes the shared lock as [`lock`](Self::lock)
     /// does (the others may be written through other handles).
     pub fn get_mut(&mut self) -> Writer<'_, T, K, F, R> {
-        if R::OWNS && Arc::get_mut(&mut self.core).is_some() {
-            // SAFETY: `&mut self` and no other handle of the core (no index): no other
+        // Acquire: pairs with the Release decrement at the end of an index's drop.
+        if R::OWNS && self.core.indexes.load(Ordering::Acquire) == 0 {
+            // SAFETY: `&mut self` and no index (no other handle of the core): no other
             // writer can exist while the returned writer borrows `self`, and every earlier
-            // access happens-before (the Acquire in `Arc::get_mut` covers indexes dropped
-            // on other threads).
+            // access happens-before (through `&mut`, or the Acquire above for indexes
+            // dropped on other threads).
             return unsafe { self.lock_unchecked() };
         }
         self.lock()
@@ -528,5 +544,257 @@ where
             .field("flavor", &F::NAME)
             .field("index", &!R::OWNS)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::test_support::{panics_with, vals, Drops, B, X};
+    use crate::{QList, QListLink, QSListLink, QTailQLink};
+    use rcu_core::Mb;
+
+    type Owner_ = QList<X, Mb>;
+    type ByB = RcuIndex<X, QListLink<B>, Mb>;
+
+    /// An owner with elements `0..n` (front to back) and an index of the same kind (QLIST,
+    /// other tag) holding them in reverse order.
+    fn setup(n: u32) -> (Domain<Mb>, Owner_, ByB, Drops) {
+        let d = Domain::new();
+        let owner = QList::new_in(&d);
+        let index = RcuIndex::of(&owner);
+        let m = Drops::default();
+        {
+            let mut w = owner.lock();
+            for v in (0..n).rev() {
+                w.insert_head(m.x(v));
+            }
+            let r = d.register();
+            let g = r.read_lock();
+            for e in owner.iter(&g) {
+                w.index(&index).insert_head(e);
+            }
+        }
+        (d, owner, index, m)
+    }
+
+    #[test]
+    fn an_element_in_two_lists_of_the_same_kind() {
+        let (d, owner, index, m) = setup(4);
+        let r = d.register();
+        let g = r.read_lock();
+        assert_eq!(vals(owner.iter(&g)), [0, 1, 2, 3]);
+        assert_eq!(vals(index.iter(&g)), [3, 2, 1, 0]);
+        // reader-side first/next through either link
+        let three = index.first(&g).unwrap();
+        assert_eq!(index.next(three, &g).unwrap().v, 2);
+        assert!(owner.next(three, &g).is_none());
+        assert!(std::ptr::eq(three, owner.iter(&g).last().unwrap()));
+        // an index writer from the index's own lock (the owner's, shared)
+        let mut iw = index.lock();
+        iw.remove(three);
+        iw.insert_after(index.first(&g).unwrap(), three); // moved after 2
+        assert_eq!(vals(iw.iter()), [2, 3, 1, 0]);
+        assert_eq!(iw.retain(|e| e.v != 1), 1); // unlinks, frees nothing
+        drop(iw);
+        assert_eq!(vals(index.iter(&g)), [2, 3, 0]);
+        assert_eq!(vals(owner.iter(&g)), [0, 1, 2, 3]);
+        // 1 is in no index now: the owner may retire it
+        let one = owner.next(owner.first(&g).unwrap(), &g).unwrap();
+        owner.lock().remove(one).defer();
+        drop(g);
+        d.barrier();
+        assert_eq!(m.count(), 1);
+        assert!(format!("{index:?}").contains("index: true"));
+    }
+
+    #[test]
+    fn indexes_of_other_kinds_and_the_registry() {
+        let (d, owner, index, m) = setup(3);
+        let lru: RcuIndex<X, QTailQLink, Mb> = RcuIndex::of(&owner);
+        let stack: RcuIndex<X, QSListLink, Mb> = RcuIndex::of(&owner);
+        let r = d.register();
+        let g = r.read_lock();
+        let mut w = owner.lock();
+        for e in owner.iter(&g) {
+            w.index(&lru).insert_tail(e);
+            w.index(&stack).insert_head(e);
+        }
+        let last = owner.iter(&g).last().unwrap();
+        assert_eq!(w.index(&lru).last().unwrap().v, 2);
+        // every index that holds it stops its retirement
+        w.index(&index).remove(last);
+        panics_with("still linked into an index", || drop(w.remove(last)));
+        w.index(&lru).remove(last);
+        panics_with("still linked into an index", || drop(w.remove(last)));
+        assert!(w.index(&stack).remove_head().is_some()); // 2 was the head
+        w.remove(last).defer();
+        assert_eq!(vals(w.iter()), [0, 1]);
+        drop(w);
+        assert_eq!(vals(lru.iter(&g)), [0, 1]);
+        assert_eq!(vals(stack.iter(&g)), [1, 0]);
+        drop(g);
+        d.barrier();
+        assert_eq!(m.count(), 1);
+    }
+
+    #[test]
+    fn retiring_an_indexed_element_panics_and_changes_nothing() {
+        let (d, owner, index, m) = setup(3);
+        let r = d.register();
+        let g = r.read_lock();
+        let zero = owner.first(&g).unwrap();
+        let mut w = owner.lock();
+        let msg = "still linked into an index";
+        panics_with(msg, || drop(w.remove(zero)));
+        panics_with(msg, || drop(w.cursor().remove_current()));
+        panics_with(msg, || drop(w.replace(zero, m.x(9))));
+        panics_with(msg, || drop(w.cursor().replace_current(m.x(9))));
+        panics_with(msg, || {
+            w.retain(|_| false);
+        });
+        panics_with(msg, || drop(w.extract_if(|_| true).next()));
+        assert_eq!(vals(w.iter()), [0, 1, 2]);
+        assert_eq!(vals(w.index(&index).iter()), [2, 1, 0]);
+        drop(w);
+        // the elements that came to replace were dropped, the others are all there
+        drop(g);
+        d.barrier();
+        assert_eq!(m.count(), 2);
+        drop((owner, index));
+        assert_eq!(m.count(), 5);
+    }
+
+    #[test]
+    fn an_index_takes_only_elements_of_its_owner() {
+        let (d, owner, index, m) = setup(1);
+        let other: Owner_ = QList::new_in(&d);
+        other.lock().insert_head(m.x(7));
+        let r = d.register();
+        let g = r.read_lock();
+        let foreign = other.first(&g).unwrap();
+        let msg = "only elements linked into its owner";
+        panics_with(msg, || {
+            index.lock().insert_head(foreign);
+        });
+        // an element already removed from the owner (still readable under `g`)
+        let zero = owner.first(&g).unwrap();
+        let mut w = owner.lock();
+        w.index(&index).remove(zero);
+        w.remove(zero).defer();
+        panics_with(msg, || {
+            w.index(&index).insert_head(zero);
+        });
+        assert!(w.index(&index).is_empty());
+    }
+
+    #[test]
+    fn an_element_sits_in_one_index_per_link() {
+        let (d, owner, index, _m) = setup(1);
+        let chain2: ByB = RcuIndex::of(&owner);
+        let r = d.register();
+        let g = r.read_lock();
+        let zero = owner.first(&g).unwrap();
+        let mut w = owner.lock();
+        panics_with("already linked", || {
+            w.index(&chain2).insert_head(zero);
+        });
+        w.index(&index).remove(zero);
+        w.index(&chain2).insert_head(zero); // moved from one chain to the other
+        assert_eq!(vals(chain2.iter(&g)), [0]);
+        assert!(index.iter(&g).next().is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "a link of its own")]
+    fn an_index_with_the_owners_link_panics() {
+        let d: Domain<Mb> = Domain::new();
+        let owner: Owner_ = QList::new_in(&d);
+        let _: RcuIndex<X, QListLink, Mb> = RcuIndex::of(&owner);
+    }
+
+    #[test]
+    #[should_panic(expected = "not an index of this list")]
+    fn writing_the_index_of_another_list_panics() {
+        let (d, _owner, index, _m) = setup(1);
+        let other: Owner_ = QList::new_in(&d);
+        let _ = other.lock().index(&index);
+    }
+
+    /// The owner's handle may go first: its elements live on for the index's readers and
+    /// go with the last handle; an index drops its links without taking the lock.
+    #[test]
+    fn dropping_the_owner_first_frees_nothing_early() {
+        let (d, owner, index, m) = setup(3);
+        drop(owner);
+        assert_eq!(m.count(), 0);
+        let r = d.register();
+        assert_eq!(vals(index.iter(&r.read_lock())), [2, 1, 0]);
+        let mut w = index.lock(); // still writable: the lock lives in the shared core
+        assert!(w.cursor().remove_current().is_some());
+        assert_eq!(vals(w.iter()), [1, 0]);
+        drop(w);
+        drop(index);
+        assert_eq!(m.count(), 3);
+    }
+
+    #[test]
+    fn dropping_an_index_unlinks_its_elements() {
+        let (d, owner, index, m) = setup(3);
+        let w = owner.lock();
+        drop(index); // with the owner's writer held: no lock taken, no deadlock
+        drop(w);
+        let r = d.register();
+        let g = r.read_lock();
+        assert!(owner.iter(&g).all(|e| !e.b.is_linked()));
+        drop(g);
+        assert_eq!(owner.lock().clear(), 3);
+        d.barrier();
+        assert_eq!(m.count(), 3);
+    }
+
+    /// A leaked index keeps its owner's elements: leaked, never freed early.
+    #[test]
+    #[cfg_attr(miri, ignore = "leaks on purpose")]
+    fn a_forgotten_index_leaks_its_owners_elements() {
+        let (_d, owner, index, m) = setup(2);
+        std::mem::forget(index);
+        drop(owner);
+        assert_eq!(m.count(), 0);
+    }
+
+    /// After an element leaves an index, `next` on that index ends the walk instead of
+    /// following the stale link: its old successor may be freed by then, while the
+    /// element itself is still reachable through its owner with a fresh guard.
+    #[test]
+    fn index_next_on_an_element_that_left_ends_the_walk() {
+        let (d, owner, index, m) = setup(3);
+        let r = d.register();
+        {
+            let g = r.read_lock();
+            let mut w = owner.lock();
+            let two = index.first(&g).unwrap();
+            let one = index.next(two, &g).unwrap();
+            w.index(&index).remove(two); // two.qb.next still points at one
+            assert!(index.next(two, &g).is_none());
+            w.index(&index).remove(one);
+            w.remove(one).defer(); // one is freed after `g`
+        }
+        d.barrier();
+        assert_eq!(m.count(), 1);
+        let g = r.read_lock();
+        let two = owner.iter(&g).last().unwrap();
+        assert_eq!(two.v, 2);
+        assert!(index.next(two, &g).is_none());
+        assert_eq!(vals(index.iter(&g)), [0]);
+    }
+
+    #[test]
+    fn get_mut_locks_when_indexes_share_the_list() {
+        let (_d, mut owner, index, m) = setup(1);
+        owner.get_mut().insert_head(m.x(5)); // takes the shared lock: `index` exists
+        drop(index);
+        owner.get_mut().insert_head(m.x(6)); // alone again: no lock
+        assert_eq!(vals(owner.get_mut().iter()), [6, 5, 0]);
     }
 }

@@ -9,7 +9,7 @@ use core::ptr::NonNull;
 use rcu_core::{Domain, Flavor};
 
 use crate::retired::Retired;
-use crate::sync::Mutex;
+use crate::sync::{AtomicUsize, Mutex};
 
 /// What a list does with its elements: a parameter of [`RcuList`](crate::RcuList),
 /// either [`Owner`] or [`Index`]. Sealed.
@@ -118,6 +118,9 @@ pub(crate) trait OwnerCore<T>: Send + Sync {
     fn registry(&self) -> &Registry<T>;
     /// Whether `e` is linked into the owning list now.
     fn owns(&self, e: &T) -> bool;
+    /// The number of live indexes of the owner: incremented by `RcuIndex::of`,
+    /// decremented (`Release`) at the very end of an index's drop.
+    fn indexes(&self) -> &AtomicUsize;
 }
 
 /// The link types through which an owning list's elements have been linked into its

@@ -457,3 +457,65 @@ fn is_linked_via<T: Linked<K>, K: LinkKind>(e: &T) -> bool {
     // (`link::reset`), so that drop is done with the element before the owner frees it.
     link_of::<T, K>(e).owner().load(Ordering::Acquire) as usize & crate::link::LINKED != 0
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::test_support::{vals, Drops, E, X};
+    use crate::{QList, QTailQ, QTailQLink, RcuIndex};
+    use rcu_core::{Domain, Mb};
+
+    #[test]
+    fn extract_if_hands_back_retired_elements() {
+        let d: Domain<Mb> = Domain::new();
+        let q: QTailQ<E, Mb> = QTailQ::new_in(&d);
+        let m = Drops::default();
+        let mut w = q.lock();
+        for v in 0..8 {
+            w.insert_tail(m.e(v));
+        }
+        let mut it = w.extract_if(|e| e.v % 3 == 0);
+        let first = it.next().unwrap();
+        assert!(format!("{it:?}").starts_with("ExtractIf"));
+        drop(it); // stops early: 3 and 6 stay
+        assert_eq!(vals(w.iter()), [1, 2, 3, 4, 5, 6, 7]);
+        let rest: Vec<_> = w.extract_if(|e| e.v % 3 == 0).collect();
+        assert_eq!(rest.len(), 2);
+        assert_eq!(vals(w.iter()), [1, 2, 4, 5, 7]);
+        drop(w);
+        // the boxes come back after a grace period, unlinked, and can go in again
+        let mut back: Vec<_> = rest.into_iter().map(|r| r.synchronize()).collect();
+        back.push(first.synchronize());
+        assert!(back.iter().all(|b| !b.tq.is_linked()));
+        let mut w = q.lock();
+        for b in back {
+            w.insert_head(b);
+        }
+        assert_eq!(vals(w.iter()), [0, 6, 3, 1, 2, 4, 5, 7]);
+        assert_eq!(w.len(), 8);
+        assert_eq!(m.count(), 0);
+    }
+
+    #[test]
+    fn extract_if_on_an_index_only_unlinks() {
+        let d: Domain<Mb> = Domain::new();
+        let owner: QList<X, Mb> = QList::new_in(&d);
+        let lru: RcuIndex<X, QTailQLink, Mb> = RcuIndex::of(&owner);
+        let m = Drops::default();
+        let r = d.register();
+        let g = r.read_lock();
+        let mut w = owner.lock();
+        for v in 0..4 {
+            w.insert_head(m.x(v));
+        }
+        for x in owner.iter(&g) {
+            w.index(&lru).insert_tail(x);
+        }
+        assert_eq!(w.index(&lru).extract_if(|x| x.v < 2).count(), 2);
+        assert_eq!(vals(lru.iter(&g)), [3, 2]);
+        assert_eq!(vals(w.iter()), [3, 2, 1, 0]);
+        assert!(format!("{w:?}").starts_with("Writer"));
+        drop((w, g));
+        d.barrier();
+        assert_eq!(m.count(), 0);
+    }
+}
