@@ -143,6 +143,16 @@ struct Table {
     chains: [Chain; 2],
 }
 
+/// What a reader does on each element it stands on: read it, dwell a little (so that a
+/// writer freeing it too early has a window to do so), read it again.
+fn visit(r: &Route) {
+    let id = r.id.read();
+    for _ in 0..32 {
+        std::hint::spin_loop();
+    }
+    assert_eq!(r.id.read(), id, "a route changed under a reader");
+}
+
 /// One reader pass over the table: the owner and both chains, each walked with `iter`
 /// and with `first`/`next`. Returns how many elements it visited.
 fn read_table(t: &Table, g: &ReadGuard<'_, Memb>) -> usize {
@@ -151,25 +161,25 @@ fn read_table(t: &Table, g: &ReadGuard<'_, Memb>) -> usize {
     let bound = 4 * cfg::LEN;
     let mut n = 0;
     for r in t.routes.iter(g) {
-        r.id.read();
+        visit(r);
         n += 1;
     }
     let mut cur = t.routes.first(g);
     while let Some(r) = cur {
-        r.id.read();
         cur = t.routes.next(r, g);
+        visit(r);
         n += 1;
     }
     for chain in &t.chains {
         for r in chain.iter(g).take(bound) {
-            r.id.read();
+            visit(r);
             n += 1;
         }
         let mut cur = chain.first(g);
         for _ in 0..bound {
             let Some(r) = cur else { break };
-            r.id.read();
             cur = chain.next(r, g);
+            visit(r);
             n += 1;
         }
     }
@@ -237,17 +247,19 @@ fn element_in_two_lists_of_one_kind() {
                 .expect("every route is in one chain");
             w.index(&table.chains[from]).remove(route);
             if rng.below(4) == 0 {
-                // Retire it: out of its chain (done), then out of the owner; add a fresh one.
+                // Add a fresh route (allocated before the old one is freed, so that the
+                // allocator cannot hand the old memory straight back), then retire the old
+                // one: out of its chain (done), then out of the owner.
+                w.insert_head(Route::new(next_id));
+                next_id += 1;
+                let fresh = table.routes.first(&g).unwrap();
+                w.index(&table.chains[from]).insert_head(fresh);
                 let reclaimed = reclaimed.clone();
                 w.remove(route).call(move |b| {
                     drop(b);
                     reclaimed.fetch_add(1, Ordering::Relaxed);
                 });
                 retired.fetch_add(1, Ordering::Relaxed);
-                w.insert_head(Route::new(next_id));
-                next_id += 1;
-                let fresh = table.routes.first(&g).unwrap();
-                w.index(&table.chains[from]).insert_head(fresh);
             } else {
                 // Move it to the other chain, at the head or after a random route there.
                 let to = &table.chains[1 - from];
