@@ -317,55 +317,7 @@ pub use slist::{QSList, QSListCursor, QSListLink, QSListWriter};
 pub use tailq::{QTailQ, QTailQCursor, QTailQLink, QTailQWriter, RevIter};
 pub use writer::Writer;
 
-/// The operations under their C names, without the safe layer's checks, for direct ports
-/// whose writer exclusion comes from elsewhere.
-///
-/// Each function is `unsafe` with a numbered contract: (W1) writer exclusion, (W2) the
-/// inserted element came from `Box::into_raw` and is unlinked, (W3) the element named as a
-/// position is linked into the list, and for removals: free the returned pointer only
-/// after a grace period (wrap it with `Box::from_raw` then, or keep it in a [`Retired`]).
-/// The lists' reader methods (`first`, `next`, `iter`, `is_empty`) are already safe and
-/// serve the reader-side macros.
-///
-/// ```
-/// use rcu_queue::{raw, rcu_link, QList, QListLink};
-/// use std::ptr::NonNull;
-///
-/// struct E { v: u32, link: QListLink }
-/// rcu_link!(E, link: QListLink);
-///
-/// let list: QList<E> = QList::new();
-/// let a = NonNull::new(Box::into_raw(Box::new(E { v: 1, link: QListLink::new() }))).unwrap();
-/// let b = NonNull::new(Box::into_raw(Box::new(E { v: 2, link: QListLink::new() }))).unwrap();
-/// // SAFETY: this thread is the only writer (W1); `a` and `b` are fresh boxes (W2); `a`
-/// // is linked when `b` is inserted after it (W3).
-/// unsafe {
-///     raw::qlist_insert_head_rcu(&list, a);
-///     raw::qlist_insert_after_rcu(a, b);
-/// }
-/// // SAFETY: W1 and W3 as above.
-/// let removed = unsafe { raw::qlist_remove_rcu(a) };
-/// list.domain().synchronize();
-/// // SAFETY: a grace period has elapsed since the removal; we own the pointer.
-/// let a = unsafe { Box::from_raw(removed.as_ptr()) };
-/// assert_eq!(a.v, 1);
-/// ```
-pub mod raw {
-    pub use crate::list::{
-        qlist_insert_after_rcu, qlist_insert_before_rcu, qlist_insert_head_rcu, qlist_remove_rcu,
-    };
-    pub use crate::simpleq::{
-        qsimpleq_insert_after_rcu, qsimpleq_insert_head_rcu, qsimpleq_insert_tail_rcu,
-        qsimpleq_remove_head_rcu, qsimpleq_remove_rcu,
-    };
-    pub use crate::slist::{
-        qslist_insert_after_rcu, qslist_insert_head_rcu, qslist_remove_head_rcu, qslist_remove_rcu,
-    };
-    pub use crate::tailq::{
-        qtailq_insert_after_rcu, qtailq_insert_before_rcu, qtailq_insert_head_rcu,
-        qtailq_insert_tail_rcu, qtailq_remove_rcu,
-    };
-}
+pub mod raw;
 
 #[cfg(all(test, not(loom)))]
 mod test_support;

@@ -2,15 +2,12 @@
 //! element's position. Its link, its aliases, the operations of the kinds with a back
 //! pointer (QLIST and QTAILQ: insert before, replace), and the raw functions.
 
-use core::ptr::NonNull;
-
 use rcu_core::{Flavor, Memb};
 
 use crate::cursor::Cursor;
-use crate::link::{link_type, not_in_list, DoublyLinked, Linked};
+use crate::link::{link_type, DoublyLinked, Linked};
 use crate::rcu_list::RcuList;
 use crate::role::Role;
-use crate::splice::{head_of, pos_of, raw_insert, raw_remove};
 use crate::writer::Writer;
 
 link_type! {
@@ -103,86 +100,11 @@ where
     }
 }
 
-/// `QLIST_INSERT_HEAD_RCU(head, elm, field)`.
-///
-/// # Safety
-///
-/// 1. (W1) The caller is the list's only writer during the call, and every earlier writer
-///    operation on the list happens-before it.
-/// 2. (W2) `elm` came from `Box::into_raw`, is live and not linked into any list; the list
-///    takes ownership (it frees it when dropped). (Checked: a linked `elm` panics.)
-pub unsafe fn qlist_insert_head_rcu<T, F, Tag>(list: &QList<T, F, Tag>, elm: NonNull<T>)
-where
-    T: Linked<QListLink<Tag>> + Send + Sync + 'static,
-    F: Flavor,
-    Tag: 'static,
-{
-    // SAFETY: (1), (2); the front is a position.
-    unsafe { raw_insert(list.head(), list.head().front(), elm) }
-}
-
-/// `QLIST_INSERT_AFTER_RCU(listelm, elm, field)`.
-///
-/// # Safety
-///
-/// 1. (W1) and 2. (W2) as for [`qlist_insert_head_rcu`], for the list that holds
-///    `listelm`.
-/// 3. (W3) `listelm` points to an element linked into that list.
-pub unsafe fn qlist_insert_after_rcu<T, Tag>(listelm: NonNull<T>, elm: NonNull<T>)
-where
-    T: Linked<QListLink<Tag>>,
-    Tag: 'static,
-{
-    // SAFETY: `listelm` is live (3), so is its link, which is a position of its list,
-    // whose head its owner word names; (1), (2).
-    unsafe { raw_insert(head_of(T::link(listelm)), T::link(listelm), elm) }
-}
-
-/// `QLIST_INSERT_BEFORE_RCU(listelm, elm, field)`.
-///
-/// # Safety
-///
-/// As for [`qlist_insert_after_rcu`].
-pub unsafe fn qlist_insert_before_rcu<T, Tag>(listelm: NonNull<T>, elm: NonNull<T>)
-where
-    T: Linked<QListLink<Tag>>,
-    Tag: 'static,
-{
-    // SAFETY: as in `qlist_insert_after_rcu`; `le_prev` of a linked element is a position.
-    unsafe {
-        let head = head_of(T::link(listelm));
-        raw_insert(head, pos_of(head, T::link(listelm)), elm)
-    }
-}
-
-/// `QLIST_REMOVE_RCU(elm, field)`. Returns the element's pointer as the list stored it
-/// (the one to free, after a grace period). The element's `next` is left intact so that
-/// readers standing on it can move on.
-///
-/// # Safety
-///
-/// 1. (W1) as for [`qlist_insert_head_rcu`], for the list that holds `elm`.
-/// 2. (W3) `elm` points to an element linked into that list, and into none of its
-///    indexes ([`RcuIndex`](crate::RcuIndex)).
-/// 3. Afterwards the caller owns the element and frees it only after a grace period of
-///    the list's domain has elapsed (for example with [`Retired`](crate::Retired)).
-pub unsafe fn qlist_remove_rcu<T, Tag>(elm: NonNull<T>) -> NonNull<T>
-where
-    T: Linked<QListLink<Tag>>,
-    Tag: 'static,
-{
-    // SAFETY: (1), (2), (3); `le_prev` of a linked element is its position.
-    unsafe {
-        let head = head_of(T::link(elm));
-        raw_remove(head, pos_of(head, T::link(elm)))
-    }
-    .unwrap_or_else(|| not_in_list())
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::test_support::{vals, Drops, E, MANY};
+    use core::ptr::NonNull;
     use rcu_core::{Domain, Mb};
 
     fn setup() -> (Domain<Mb>, QList<E, Mb>, Drops) {

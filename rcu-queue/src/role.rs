@@ -129,8 +129,11 @@ pub(crate) trait OwnerCore<T>: Send + Sync {
 /// Invariant: only read or written under the owner's writer exclusion (its lock, shared
 /// with its indexes, or the promise of `lock_unchecked`).
 pub(crate) struct Registry<T> {
-    checks: UnsafeCell<Vec<(TypeId, fn(&T) -> bool)>>,
+    checks: UnsafeCell<Vec<IndexCheck<T>>>,
 }
+
+/// An index link type and the test of whether an element is linked through it.
+type IndexCheck<T> = (TypeId, fn(&T) -> bool);
 
 // SAFETY: the only shared access is through `add` and `indexed`, whose contracts require
 // the owner's writer exclusion, so no two threads touch the vector at once. `fn(&T)`

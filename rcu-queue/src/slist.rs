@@ -1,15 +1,12 @@
 //! QSLIST (`QSLIST_*_RCU`): a singly linked list. Its link, its aliases, the operation of
 //! the singly linked kinds (QSIMPLEQ and QSLIST: remove the head), and the raw functions.
 
-use core::ptr::NonNull;
-
 use rcu_core::{Flavor, Memb};
 
 use crate::cursor::Cursor;
-use crate::link::{link_type, not_in_list, Linked, SinglyLinked};
+use crate::link::{link_type, Linked, SinglyLinked};
 use crate::rcu_list::RcuList;
 use crate::role::Role;
-use crate::splice::{pos_of, raw_insert, raw_remove};
 use crate::writer::Writer;
 
 link_type! {
@@ -75,85 +72,11 @@ where
     }
 }
 
-/// `QSLIST_INSERT_HEAD_RCU(head, elm, field)`.
-///
-/// # Safety
-///
-/// 1. (W1) The caller is the list's only writer during the call, and every earlier writer
-///    operation on it happens-before the call.
-/// 2. (W2) `elm` came from `Box::into_raw`, is live and not linked into any list; the list
-///    takes ownership. (Checked: a linked `elm` panics.)
-pub unsafe fn qslist_insert_head_rcu<T, F, Tag>(l: &QSList<T, F, Tag>, elm: NonNull<T>)
-where
-    T: Linked<QSListLink<Tag>> + Send + Sync + 'static,
-    F: Flavor,
-    Tag: 'static,
-{
-    // SAFETY: (1), (2); the front is a position.
-    unsafe { raw_insert(l.head(), l.head().front(), elm) }
-}
-
-/// `QSLIST_INSERT_AFTER_RCU(head, listelm, elm, field)`.
-///
-/// # Safety
-///
-/// 1. and 2. as for [`qslist_insert_head_rcu`];
-/// 3. (W3) `listelm` points to an element linked into `l`.
-pub unsafe fn qslist_insert_after_rcu<T, F, Tag>(
-    l: &QSList<T, F, Tag>,
-    listelm: NonNull<T>,
-    elm: NonNull<T>,
-) where
-    T: Linked<QSListLink<Tag>> + Send + Sync + 'static,
-    F: Flavor,
-    Tag: 'static,
-{
-    // SAFETY: (1), (2); the link of a linked element (3) is a position.
-    unsafe { raw_insert(l.head(), T::link(listelm), elm) }
-}
-
-/// `QSLIST_REMOVE_HEAD_RCU(head, field)`: unlinks the first element and returns it (as
-/// the list stored it), or `None` when empty.
-///
-/// # Safety
-///
-/// 1. (W1) as for [`qslist_insert_head_rcu`];
-/// 2. the first element is in none of `l`'s indexes ([`RcuIndex`](crate::RcuIndex)), and
-///    afterwards the caller owns it and frees it only after a grace period of `l`'s
-///    domain.
-pub unsafe fn qslist_remove_head_rcu<T, F, Tag>(l: &QSList<T, F, Tag>) -> Option<NonNull<T>>
-where
-    T: Linked<QSListLink<Tag>> + Send + Sync + 'static,
-    F: Flavor,
-    Tag: 'static,
-{
-    // SAFETY: (1), (2); the front is a position.
-    unsafe { raw_remove(l.head(), l.head().front()) }
-}
-
-/// `QSLIST_REMOVE_RCU(head, elm, type, field)`: walks from the head to `elm`, unlinks it
-/// and returns it (as the list stored it).
-///
-/// # Safety
-///
-/// 1. (W1) as for [`qslist_insert_head_rcu`];
-/// 2. (W3) `elm` points to an element linked into `l` and into none of its indexes;
-/// 3. afterwards the caller owns the element and frees it only after a grace period of
-///    `l`'s domain.
-pub unsafe fn qslist_remove_rcu<T, F, Tag>(l: &QSList<T, F, Tag>, elm: NonNull<T>) -> NonNull<T>
-where
-    T: Linked<QSListLink<Tag>> + Send + Sync + 'static,
-    F: Flavor,
-    Tag: 'static,
-{
-    // SAFETY: (1), (2), (3); the walk finds `elm`'s position.
-    unsafe { raw_remove(l.head(), pos_of(l.head(), T::link(elm))) }.unwrap_or_else(|| not_in_list())
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::test_support::{vals, Drops, E, MANY};
+    use core::ptr::NonNull;
     use rcu_core::{Domain, Mb};
 
     fn setup() -> (Domain<Mb>, QSList<E, Mb>, Drops) {

@@ -325,8 +325,8 @@ unsafe fn link<L: LinkKind>(head: &Head<L>, pos: NonNull<L>, new: NonNull<L>, ne
 unsafe fn set_back<L: LinkKind>(head: &Head<L>, succ: *mut L, to: NonNull<L>) {
     // Relaxed (both): writer-only fields.
     match NonNull::new(succ) {
-        // SAFETY: linked, so live (contract).
         Some(s) => {
+            // SAFETY: linked, so live (contract).
             if let Some(prev) = unsafe { s.as_ref() }.prev() {
                 prev.store(to.as_ptr(), Ordering::Relaxed);
             }

@@ -13,7 +13,6 @@ use crate::cursor::Cursor;
 use crate::link::{elem, link_of, link_type, not_in_list, Linked};
 use crate::rcu_list::RcuList;
 use crate::role::Role;
-use crate::splice::{head_of, pos_of, raw_insert, raw_remove};
 use crate::sync::Ordering;
 use crate::writer::Writer;
 
@@ -134,98 +133,6 @@ impl<T, Tag> fmt::Debug for RevIter<'_, T, Tag> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RevIter").finish_non_exhaustive()
     }
-}
-
-/// `QTAILQ_INSERT_HEAD_RCU(head, elm, field)`.
-///
-/// # Safety
-///
-/// 1. (W1) The caller is the queue's only writer during the call, and every earlier writer
-///    operation on it happens-before the call.
-/// 2. (W2) `elm` came from `Box::into_raw`, is live and not linked into any list; the queue
-///    takes ownership. (Checked: a linked `elm` panics.)
-pub unsafe fn qtailq_insert_head_rcu<T, F, Tag>(q: &QTailQ<T, F, Tag>, elm: NonNull<T>)
-where
-    T: Linked<QTailQLink<Tag>> + Send + Sync + 'static,
-    F: Flavor,
-    Tag: 'static,
-{
-    // SAFETY: (1), (2); the front is a position.
-    unsafe { raw_insert(q.head(), q.head().front(), elm) }
-}
-
-/// `QTAILQ_INSERT_TAIL_RCU(head, elm, field)`.
-///
-/// # Safety
-///
-/// As for [`qtailq_insert_head_rcu`].
-pub unsafe fn qtailq_insert_tail_rcu<T, F, Tag>(q: &QTailQ<T, F, Tag>, elm: NonNull<T>)
-where
-    T: Linked<QTailQLink<Tag>> + Send + Sync + 'static,
-    F: Flavor,
-    Tag: 'static,
-{
-    // SAFETY: (1), (2); `tqh_circ.tql_prev` is a position.
-    unsafe { raw_insert(q.head(), q.head().tail(), elm) }
-}
-
-/// `QTAILQ_INSERT_AFTER_RCU(head, listelm, elm, field)`.
-///
-/// # Safety
-///
-/// 1. and 2. as for [`qtailq_insert_head_rcu`];
-/// 3. (W3) `listelm` points to an element linked into `q`.
-pub unsafe fn qtailq_insert_after_rcu<T, F, Tag>(
-    q: &QTailQ<T, F, Tag>,
-    listelm: NonNull<T>,
-    elm: NonNull<T>,
-) where
-    T: Linked<QTailQLink<Tag>> + Send + Sync + 'static,
-    F: Flavor,
-    Tag: 'static,
-{
-    // SAFETY: (1), (2); the link of a linked element (3) is a position.
-    unsafe { raw_insert(q.head(), T::link(listelm), elm) }
-}
-
-/// `QTAILQ_INSERT_BEFORE_RCU(listelm, elm, field)`.
-///
-/// # Safety
-///
-/// 1. and 2. as for [`qtailq_insert_head_rcu`], for the queue that holds `listelm`;
-/// 3. (W3) `listelm` points to an element linked into a queue.
-pub unsafe fn qtailq_insert_before_rcu<T, Tag>(listelm: NonNull<T>, elm: NonNull<T>)
-where
-    T: Linked<QTailQLink<Tag>>,
-    Tag: 'static,
-{
-    // SAFETY: `listelm` is live and linked (3): its owner word names its queue's head, and
-    // its `prev` is a position; (1), (2).
-    unsafe {
-        let head = head_of(T::link(listelm));
-        raw_insert(head, pos_of(head, T::link(listelm)), elm)
-    }
-}
-
-/// `QTAILQ_REMOVE_RCU(head, elm, field)`: unlinks `elm`, sets its `prev` to null (not in
-/// a list), keeps its `next` for readers standing on it, and returns its pointer as the
-/// queue stored it.
-///
-/// # Safety
-///
-/// 1. (W1) as for [`qtailq_insert_head_rcu`];
-/// 2. (W3) `elm` points to an element linked into `q` and into none of its indexes
-///    ([`RcuIndex`](crate::RcuIndex));
-/// 3. afterwards the caller owns the element and frees it only after a grace period of
-///    `q`'s domain.
-pub unsafe fn qtailq_remove_rcu<T, F, Tag>(q: &QTailQ<T, F, Tag>, elm: NonNull<T>) -> NonNull<T>
-where
-    T: Linked<QTailQLink<Tag>> + Send + Sync + 'static,
-    F: Flavor,
-    Tag: 'static,
-{
-    // SAFETY: (1), (2), (3); `prev` of a linked element is its position.
-    unsafe { raw_remove(q.head(), pos_of(q.head(), T::link(elm))) }.unwrap_or_else(|| not_in_list())
 }
 
 #[cfg(all(test, not(loom)))]

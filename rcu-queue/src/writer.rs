@@ -473,10 +473,12 @@ mod tests {
         for v in 0..8 {
             w.insert_tail(m.e(v));
         }
-        let mut it = w.extract_if(|e| e.v % 3 == 0);
-        let first = it.next().unwrap();
-        assert!(format!("{it:?}").starts_with("ExtractIf"));
-        drop(it); // stops early: 3 and 6 stay
+        // Stopped early (the iterator is dropped after one item): 3 and 6 stay.
+        let first = {
+            let mut it = w.extract_if(|e| e.v % 3 == 0);
+            assert!(format!("{it:?}").starts_with("ExtractIf"));
+            it.next().unwrap()
+        };
         assert_eq!(vals(w.iter()), [1, 2, 3, 4, 5, 6, 7]);
         let rest: Vec<_> = w.extract_if(|e| e.v % 3 == 0).collect();
         assert_eq!(rest.len(), 2);
