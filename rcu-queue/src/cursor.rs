@@ -210,3 +210,75 @@ where
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::test_support::{check, fill, kind_tests, setup, vals, E};
+    use crate::{LinkKind, Linked, QListLink, QSListLink, QSimpleQLink, QTailQLink};
+
+    kind_tests! {
+        cursor_moves_inserts_and_replaces: qlist_cursor(QListLink),
+            qsimpleq_cursor(QSimpleQLink), qtailq_cursor(QTailQLink), qslist_cursor(QSListLink);
+        #[should_panic(expected = "at the end")]
+        insert_after_at_the_end: qlist_cursor_insert_after_at_the_end_panics(QListLink),
+            qslist_cursor_insert_after_at_the_end_panics(QSListLink);
+        #[should_panic(expected = "at the end")]
+        replace_at_the_end: qsimpleq_cursor_replace_at_the_end_panics(QSimpleQLink),
+            qtailq_cursor_replace_at_the_end_panics(QTailQLink);
+    }
+
+    /// A cursor walks, inserts before (also into an empty list and at the end) and after,
+    /// and replaces the first, a middle and the last element in O(1); a reader standing
+    /// on a replaced element moves on to its successor.
+    fn cursor_moves_inserts_and_replaces<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (d, l, m) = setup::<K>();
+        let r = d.register();
+        let mut w = l.lock();
+        let mut c = w.cursor();
+        assert!(c.current().is_none() && !c.move_next());
+        c.insert_before(m.e(2)); // into an empty list; the cursor stays at the end
+        assert!(c.current().is_none());
+        let mut c = w.cursor();
+        c.insert_before(m.e(0)); // at the front; the cursor stays on 2
+        assert_eq!(c.current().unwrap().v, 2);
+        c.insert_after(m.e(3));
+        assert!(format!("{c:?}").contains("at_end: false"));
+        assert_eq!(check(&w), [0, 2, 3]);
+        let g = r.read_lock();
+        let two = l.next(l.first(&g).unwrap(), &g).unwrap();
+        let mut c = w.cursor();
+        c.replace_current(m.e(10)).defer(); // the first
+        assert_eq!(c.current().unwrap().v, 10);
+        c.move_next();
+        c.replace_current(m.e(20)).defer(); // the middle, the one `two` is
+        assert_eq!(l.next(two, &g).unwrap().v, 3);
+        c.move_next();
+        c.replace_current(m.e(30)).defer(); // the last
+        assert!(c.move_next() && c.current().is_none());
+        assert_eq!(vals(l.iter(&g)), [10, 20, 30]);
+        assert_eq!(check(&w), [10, 20, 30]);
+        fill(&mut w, &m, [40]); // the last position moved with the replacement
+        assert_eq!(check(&w), [10, 20, 30, 40]);
+        drop((g, w));
+        assert_eq!(m.freed(&d), 3);
+    }
+
+    fn insert_after_at_the_end<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (_d, l, m) = setup::<K>();
+        l.lock().cursor().insert_after(m.e(1));
+    }
+
+    fn replace_at_the_end<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (_d, l, m) = setup::<K>();
+        let _ = l.lock().cursor().replace_current(m.e(1));
+    }
+}

@@ -68,8 +68,10 @@
 //! Reader-side forms take `&guard` and must run inside a read-side critical section of
 //! the list's domain (checked: a guard of another domain panics). Writer-side forms are
 //! methods of the writer handle (`w` below), its cursor (`c`), or the [`raw`] functions.
-//! Each row is exercised by the unit test named in the last column (in the module of the
-//! list kind, e.g. `list::tests::qlist_empty_rcu`).
+//! Each row is exercised by the unit test named in the last column: one generic test per
+//! operation, run for each kind under these names, next to the code it tests (e.g.
+//! `rcu_list::tests::qlist_empty_rcu`, `writer::tests::qtailq_remove_rcu`,
+//! `simpleq::tests::qsimpleq_insert_tail_rcu`).
 //!
 //! | QEMU (`rcu_queue.h`) | Rust | test |
 //! |---|---|---|

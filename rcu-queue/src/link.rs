@@ -199,7 +199,13 @@ pub(crate) mod sealed {
 /// | QSIMPLEQ | | yes | yes |
 /// | QTAILQ | yes | | yes |
 /// | QSLIST | | yes | |
-pub trait LinkKind: sealed::Sealed {}
+pub trait LinkKind: sealed::Sealed {
+    /// Whether the element is linked into a list through this link right now (as each
+    /// link type's own `is_linked`, for generic code).
+    fn is_linked(&self) -> bool {
+        owner_is_linked(self.owner())
+    }
+}
 
 /// The kinds whose elements know their position (a back pointer): QLIST and QTAILQ.
 /// Their writers insert before, remove and replace a given element in O(1).

@@ -292,3 +292,92 @@ c_names! {
     /// W1, W3, W4 (see the [module docs](self)).
     qslist_remove_rcu = remove::<QSListLink>(list, elm) -> NonNull<T>;
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::test_support::{check, setup, Drops, E};
+
+    /// Every C name does what its macro does, at the position it names; the checks walk
+    /// each list's back pointers, tail and owner words.
+    #[test]
+    fn c_names_choose_their_positions() {
+        let (d, ql, m) = setup::<QListLink>();
+        let (_, tq, _) = setup::<QTailQLink>();
+        let (_, sq, _) = setup::<QSimpleQLink>();
+        let (_, sl, _) = setup::<QSListLink>();
+        let p = |v| NonNull::new(Box::into_raw(m.e(v))).unwrap();
+        let mut gone = vec![];
+        // SAFETY: this thread is the only writer of each list (W1); every `p(..)` is a
+        // fresh box (W2); elements named as positions or removed are linked (W3); removed
+        // ones are in no index and freed only after the grace period below (W4).
+        unsafe {
+            let (one, three) = (p(1), p(3));
+            qlist_insert_head_rcu(&ql, three);
+            qlist_insert_before_rcu(three, one);
+            qlist_insert_after_rcu(one, p(2));
+            gone.push(qlist_remove_rcu(three));
+
+            let (one, four) = (p(1), p(4));
+            qtailq_insert_tail_rcu(&tq, four);
+            qtailq_insert_head_rcu(&tq, one);
+            qtailq_insert_after_rcu(&tq, one, p(2));
+            qtailq_insert_before_rcu(four, p(3));
+            gone.push(qtailq_remove_rcu(&tq, one));
+
+            let two = p(2);
+            qsimpleq_insert_head_rcu(&sq, two);
+            qsimpleq_insert_tail_rcu(&sq, p(4));
+            qsimpleq_insert_after_rcu(&sq, two, p(3));
+            gone.extend(qsimpleq_remove_head_rcu(&sq));
+            qsimpleq_insert_head_rcu(&sq, p(1));
+            let five = p(5);
+            qsimpleq_insert_tail_rcu(&sq, five);
+            gone.push(qsimpleq_remove_rcu(&sq, five));
+
+            let last = p(9);
+            qslist_insert_head_rcu(&sl, last);
+            qslist_insert_head_rcu(&sl, p(0));
+            qslist_insert_after_rcu(&sl, last, p(8));
+            gone.extend(qslist_remove_head_rcu(&sl));
+            gone.push(qslist_remove_rcu(&sl, last));
+            assert!(qslist_remove_head_rcu(&sl).is_some());
+            assert!(qslist_remove_head_rcu(&sl).is_none());
+        }
+        assert_eq!(check(&ql.lock()), [1, 2]);
+        assert_eq!(check(&tq.lock()), [2, 3, 4]);
+        assert_eq!(check(&sq.lock()), [1, 3, 4]);
+        assert_eq!(check(&sl.lock()), []);
+        d.synchronize();
+        let gone: Vec<u32> = gone
+            .into_iter()
+            // SAFETY: a grace period has passed since the removals; we own each element.
+            .map(|e| unsafe { Box::from_raw(e.as_ptr()) }.v)
+            .collect();
+        assert_eq!(gone, [3, 1, 2, 5, 0, 9]);
+    }
+
+    #[test]
+    #[should_panic(expected = "already linked")]
+    fn inserting_a_linked_element_panics() {
+        let (_d, q, m) = setup::<QTailQLink>();
+        let e = NonNull::new(Box::into_raw(m.e(1))).unwrap();
+        // SAFETY: only writer; the second call breaks W2 on purpose, and the check catches
+        // it before anything changes.
+        unsafe {
+            qtailq_insert_tail_rcu(&q, e);
+            qtailq_insert_head_rcu(&q, e);
+        }
+    }
+
+    #[test]
+    fn dropping_what_raw_functions_linked() {
+        let m = Drops::default();
+        let (_, l, _) = setup::<QSListLink>();
+        let e: Box<E> = m.e(1);
+        // SAFETY: only writer (W1), a fresh box (W2); the list owns it now and frees it.
+        unsafe { qslist_insert_head_rcu(&l, NonNull::from(Box::leak(e))) };
+        drop(l);
+        assert_eq!(m.count(), 1);
+    }
+}

@@ -550,16 +550,173 @@ where
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::test_support::{panics_with, vals, Drops, B, X};
-    use crate::{QList, QListLink, QSListLink, QTailQLink};
+    use crate::test_support::{
+        check, fill, kind_tests, panics_with, setup, vals, Drops, B, E, MANY, X,
+    };
+    use crate::{QList, QListLink, QSListLink, QSimpleQLink, QTailQLink};
     use rcu_core::Mb;
+
+    kind_tests! {
+        empty: qlist_empty_rcu(QListLink), qsimpleq_empty_rcu(QSimpleQLink),
+            qtailq_empty_rcu(QTailQLink), qslist_empty_rcu(QSListLink);
+        first: qlist_first_rcu(QListLink), qsimpleq_first_rcu(QSimpleQLink),
+            qtailq_first_rcu(QTailQLink), qslist_first_rcu(QSListLink);
+        next: qlist_next_rcu(QListLink), qsimpleq_next_rcu(QSimpleQLink),
+            qtailq_next_rcu(QTailQLink), qslist_next_rcu(QSListLink);
+        foreach: qlist_foreach_rcu(QListLink), qsimpleq_foreach_rcu(QSimpleQLink),
+            qtailq_foreach_rcu(QTailQLink), qslist_foreach_rcu(QSListLink);
+        drop_frees: qlist_drop_frees(QListLink), qsimpleq_drop_frees(QSimpleQLink),
+            qtailq_drop_frees(QTailQLink), qslist_drop_frees(QSListLink);
+    }
+
+    /// `*_EMPTY_RCU`, reader and writer side.
+    fn empty<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (d, l, m) = setup::<K>();
+        let r = d.register();
+        assert!(l.is_empty(&r.read_lock()));
+        assert!(l.lock().is_empty());
+        l.lock().insert_head(m.e(1));
+        assert!(!l.is_empty(&r.read_lock()));
+        assert!(!l.lock().is_empty());
+        assert_eq!(l.lock().clear(), 1);
+        assert!(l.is_empty(&r.read_lock()));
+        assert_eq!(check(&l.lock()), []);
+    }
+
+    /// `*_FIRST_RCU`, reader and writer side.
+    fn first<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (d, l, m) = setup::<K>();
+        let r = d.register();
+        assert!(l.first(&r.read_lock()).is_none());
+        assert!(l.lock().first().is_none());
+        fill(&mut l.lock(), &m, [1, 2]);
+        assert_eq!(l.first(&r.read_lock()).unwrap().v, 1);
+        assert_eq!(l.lock().first().unwrap().v, 1);
+    }
+
+    /// `*_NEXT_RCU`: a reader standing on a removed element can still move forward, even
+    /// when the next element is removed too; nothing is freed while its guard is held.
+    fn next<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (d, l, m) = setup::<K>();
+        let r = d.register();
+        let mut w = l.lock();
+        fill(&mut w, &m, 1..=3);
+        let g = r.read_lock();
+        let one = l.first(&g).unwrap();
+        let two = l.next(one, &g).unwrap();
+        let three = l.next(two, &g).unwrap();
+        assert_eq!((two.v, three.v), (2, 3));
+        assert!(l.next(three, &g).is_none());
+        assert_eq!(w.next(one).unwrap().v, 2);
+        w.remove(two).defer();
+        w.remove(three).defer();
+        assert_eq!(l.next(two, &g).unwrap().v, 3);
+        assert!(l.next(l.next(two, &g).unwrap(), &g).is_none());
+        assert_eq!(vals(l.iter(&g)), [1]);
+        assert_eq!(check(&w), [1]);
+        drop(g);
+        assert_eq!(m.freed(&d), 2);
+    }
+
+    /// `*_FOREACH_RCU`, reader and writer side.
+    fn foreach<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (d, l, m) = setup::<K>();
+        let r = d.register();
+        let mut w = l.lock();
+        fill(&mut w, &m, 0..MANY);
+        assert_eq!(vals(l.iter(&r.read_lock())), (0..MANY).collect::<Vec<_>>());
+        assert_eq!(w.len(), MANY as usize);
+        assert_eq!(check(&w), (0..MANY).collect::<Vec<_>>());
+        let g = r.read_lock();
+        let mut n = 0;
+        for e in l.iter(&g) {
+            assert_eq!(e.v, n);
+            n += 1;
+        }
+        assert_eq!(n, MANY);
+    }
+
+    /// Dropping a list frees what it holds; a removed element waits for its grace period.
+    fn drop_frees<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (d, l, m) = setup::<K>();
+        fill(&mut l.lock(), &m, 0..5);
+        let kept = l.lock().cursor().remove_current().unwrap();
+        drop(l);
+        assert_eq!(m.count(), 4);
+        drop(kept.synchronize());
+        assert_eq!(m.count(), 5);
+        drop(d);
+    }
+
+    #[test]
+    #[should_panic(expected = "not linked into this list")]
+    fn reader_next_on_an_element_of_another_list_panics() {
+        let (d, a, m) = setup::<QListLink>();
+        let b: crate::test_support::L<QListLink> = RcuList::new_in(&d);
+        b.lock().insert_head(m.e(2));
+        let r = d.register();
+        let g = r.read_lock();
+        let _ = a.next(b.first(&g).unwrap(), &g);
+    }
+
+    #[test]
+    #[should_panic(expected = "another domain")]
+    fn guard_of_another_domain_panics() {
+        let (_d, l, _m) = setup::<QTailQLink>();
+        let other: Domain<Mb> = Domain::new();
+        let r = other.register();
+        let _ = l.first(&r.read_lock());
+    }
+
+    #[test]
+    fn get_mut_and_lock_unchecked() {
+        let (_d, mut l, m) = setup::<QSListLink>();
+        l.get_mut().insert_head(m.e(1));
+        // SAFETY: this thread is the only writer.
+        let mut w = unsafe { l.lock_unchecked() };
+        w.insert_head(m.e(0));
+        assert_eq!(vals(w.iter()), [0, 1]);
+        assert!(std::ptr::eq(w.list(), &l));
+    }
+
+    #[test]
+    fn default_domain_and_qsbr_guards() {
+        let m = Drops::default();
+        let l: QList<E> = QList::default();
+        l.lock().insert_head(m.e(1));
+        assert_eq!(l.first(&rcu_core::rcu_read_lock()).unwrap().v, 1);
+        let q: QList<E, rcu_core::Qsbr> = QList::new_in(rcu_core::qsbr::default_domain());
+        q.lock().insert_head(m.e(2));
+        {
+            let g = rcu_core::qsbr::rcu_read_lock();
+            assert_eq!(vals(q.iter(&g)), [2]);
+        }
+        q.lock().clear();
+        rcu_core::qsbr::rcu_unregister_thread();
+        assert!(format!("{l:?}").starts_with("QList"));
+    }
 
     type Owner_ = QList<X, Mb>;
     type ByB = RcuIndex<X, QListLink<B>, Mb>;
 
     /// An owner with elements `0..n` (front to back) and an index of the same kind (QLIST,
     /// other tag) holding them in reverse order.
-    fn setup(n: u32) -> (Domain<Mb>, Owner_, ByB, Drops) {
+    fn indexed(n: u32) -> (Domain<Mb>, Owner_, ByB, Drops) {
         let d = Domain::new();
         let owner = QList::new_in(&d);
         let index = RcuIndex::of(&owner);
@@ -580,7 +737,7 @@ mod tests {
 
     #[test]
     fn an_element_in_two_lists_of_the_same_kind() {
-        let (d, owner, index, m) = setup(4);
+        let (d, owner, index, m) = indexed(4);
         let r = d.register();
         let g = r.read_lock();
         assert_eq!(vals(owner.iter(&g)), [0, 1, 2, 3]);
@@ -603,14 +760,13 @@ mod tests {
         let one = owner.next(owner.first(&g).unwrap(), &g).unwrap();
         owner.lock().remove(one).defer();
         drop(g);
-        d.barrier();
-        assert_eq!(m.count(), 1);
+        assert_eq!(m.freed(&d), 1);
         assert!(format!("{index:?}").contains("index: true"));
     }
 
     #[test]
     fn indexes_of_other_kinds_and_the_registry() {
-        let (d, owner, index, m) = setup(3);
+        let (d, owner, index, m) = indexed(3);
         let lru: RcuIndex<X, QTailQLink, Mb> = RcuIndex::of(&owner);
         let stack: RcuIndex<X, QSListLink, Mb> = RcuIndex::of(&owner);
         let r = d.register();
@@ -634,13 +790,12 @@ mod tests {
         assert_eq!(vals(lru.iter(&g)), [0, 1]);
         assert_eq!(vals(stack.iter(&g)), [1, 0]);
         drop(g);
-        d.barrier();
-        assert_eq!(m.count(), 1);
+        assert_eq!(m.freed(&d), 1);
     }
 
     #[test]
     fn retiring_an_indexed_element_panics_and_changes_nothing() {
-        let (d, owner, index, m) = setup(3);
+        let (d, owner, index, m) = indexed(3);
         let r = d.register();
         let g = r.read_lock();
         let zero = owner.first(&g).unwrap();
@@ -659,15 +814,14 @@ mod tests {
         drop(w);
         // the elements that came to replace were dropped, the others are all there
         drop(g);
-        d.barrier();
-        assert_eq!(m.count(), 2);
+        assert_eq!(m.freed(&d), 2);
         drop((owner, index));
         assert_eq!(m.count(), 5);
     }
 
     #[test]
     fn an_index_takes_only_elements_of_its_owner() {
-        let (d, owner, index, m) = setup(1);
+        let (d, owner, index, m) = indexed(1);
         let other: Owner_ = QList::new_in(&d);
         other.lock().insert_head(m.x(7));
         let r = d.register();
@@ -690,7 +844,7 @@ mod tests {
 
     #[test]
     fn an_element_sits_in_one_index_per_link() {
-        let (d, owner, index, _m) = setup(1);
+        let (d, owner, index, _m) = indexed(1);
         let chain2: ByB = RcuIndex::of(&owner);
         let r = d.register();
         let g = r.read_lock();
@@ -716,7 +870,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "not an index of this list")]
     fn writing_the_index_of_another_list_panics() {
-        let (d, _owner, index, _m) = setup(1);
+        let (d, _owner, index, _m) = indexed(1);
         let other: Owner_ = QList::new_in(&d);
         let _ = other.lock().index(&index);
     }
@@ -725,7 +879,7 @@ mod tests {
     /// go with the last handle; an index drops its links without taking the lock.
     #[test]
     fn dropping_the_owner_first_frees_nothing_early() {
-        let (d, owner, index, m) = setup(3);
+        let (d, owner, index, m) = indexed(3);
         drop(owner);
         assert_eq!(m.count(), 0);
         let r = d.register();
@@ -740,7 +894,7 @@ mod tests {
 
     #[test]
     fn dropping_an_index_unlinks_its_elements() {
-        let (d, owner, index, m) = setup(3);
+        let (d, owner, index, m) = indexed(3);
         let w = owner.lock();
         drop(index); // with the owner's writer held: no lock taken, no deadlock
         drop(w);
@@ -757,7 +911,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "leaks on purpose")]
     fn a_forgotten_index_leaks_its_owners_elements() {
-        let (_d, owner, index, m) = setup(2);
+        let (_d, owner, index, m) = indexed(2);
         std::mem::forget(index);
         drop(owner);
         assert_eq!(m.count(), 0);
@@ -768,7 +922,7 @@ mod tests {
     /// element itself is still reachable through its owner with a fresh guard.
     #[test]
     fn index_next_on_an_element_that_left_ends_the_walk() {
-        let (d, owner, index, m) = setup(3);
+        let (d, owner, index, m) = indexed(3);
         let r = d.register();
         {
             let g = r.read_lock();
@@ -791,7 +945,7 @@ mod tests {
 
     #[test]
     fn get_mut_locks_when_indexes_share_the_list() {
-        let (_d, mut owner, index, m) = setup(1);
+        let (_d, mut owner, index, m) = indexed(1);
         owner.get_mut().insert_head(m.x(5)); // takes the shared lock: `index` exists
         drop(index);
         owner.get_mut().insert_head(m.x(6)); // alone again: no lock

@@ -82,6 +82,13 @@ impl Drops {
     pub fn count(&self) -> usize {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// How many elements have been dropped once every callback queued on `d` so far has
+    /// run (the caller has dropped its guards and writers).
+    pub fn freed(&self, d: &rcu_core::Domain<rcu_core::Mb>) -> usize {
+        d.barrier();
+        self.count()
+    }
 }
 
 /// An element with a value.
@@ -123,4 +130,88 @@ pub(crate) fn panics_with(msg: &str, f: impl FnOnce()) {
         text.contains(msg),
         "panicked with {text:?}, expected {msg:?}"
     );
+}
+
+/// Defines named `#[test]`s, each running a generic test body at one link kind:
+/// `body: name(Kind), name(Kind);` (attributes before `body` go on each of its tests).
+macro_rules! kind_tests {
+    ($($(#[$attr:meta])* $body:ident: $($name:ident($kind:ty)),+;)*) => {$(
+        kind_tests!(@group [$(#[$attr])*] $body $($name($kind))+);
+    )*};
+    (@group $attrs:tt $body:ident $($name:ident($kind:ty))+) => {$(
+        kind_tests!(@one $attrs $body $name($kind));
+    )+};
+    (@one [$($attr:tt)*] $body:ident $name:ident($kind:ty)) => {
+        #[test]
+        $($attr)*
+        fn $name() {
+            $body::<$kind>();
+        }
+    };
+}
+pub(crate) use kind_tests;
+
+/// A list of `E`s in a domain of its own.
+pub(crate) type L<K> = crate::RcuList<E, K, rcu_core::Mb>;
+
+/// A fresh domain, an empty list in it, a drop counter.
+pub(crate) fn setup<K: crate::LinkKind>() -> (rcu_core::Domain<rcu_core::Mb>, L<K>, Drops)
+where
+    E: crate::Linked<K>,
+{
+    let d = rcu_core::Domain::new();
+    let l = L::new_in(&d);
+    (d, l, Drops::default())
+}
+
+/// Append `vals` at the end, with a cursor (the one insertion every kind has there).
+pub(crate) fn fill<K: crate::LinkKind>(
+    w: &mut crate::Writer<'_, E, K, rcu_core::Mb>,
+    m: &Drops,
+    vals: impl IntoIterator<Item = u32>,
+) where
+    E: crate::Linked<K>,
+{
+    let mut c = w.cursor();
+    while c.move_next() {}
+    for v in vals {
+        c.insert_before(m.e(v));
+    }
+}
+
+/// Check every invariant of the list from its writer, whatever its kind, and return its
+/// values: each element's owner word names the head; each back pointer (QLIST, QTAILQ) is
+/// the element's position; the head's last position (QSIMPLEQ, QTAILQ) is the last one.
+pub(crate) fn check<K: crate::LinkKind>(w: &crate::Writer<'_, E, K, rcu_core::Mb>) -> Vec<u32>
+where
+    E: crate::Linked<K>,
+{
+    let head = w.list().head();
+    let mut pos = head.front();
+    let mut vals = vec![];
+    loop {
+        // SAFETY: the writer keeps every linked element and the head alive and unchanged
+        // while it is borrowed; positions are the head's link or linked elements' links.
+        let next = unsafe { pos.as_ref() }.next().load(Ordering::Relaxed);
+        let Some(l) = core::ptr::NonNull::new(next) else {
+            break;
+        };
+        // SAFETY: as above.
+        let link = unsafe { l.as_ref() };
+        assert_eq!(
+            link.owner().load(Ordering::Relaxed),
+            head.linked_id(),
+            "owner word"
+        );
+        if let Some(prev) = link.prev() {
+            assert_eq!(prev.load(Ordering::Relaxed), pos.as_ptr(), "back pointer");
+        }
+        // SAFETY: as above.
+        vals.push(unsafe { <E as crate::Linked<K>>::from_link(l).as_ref() }.v);
+        pos = l;
+    }
+    if K::TAIL {
+        assert_eq!(head.tail(), pos, "the head's last position");
+    }
+    vals
 }

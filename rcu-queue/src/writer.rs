@@ -460,9 +460,154 @@ fn is_linked_via<T: Linked<K>, K: LinkKind>(e: &T) -> bool {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use crate::test_support::{vals, Drops, E, X};
-    use crate::{QList, QTailQ, QTailQLink, RcuIndex};
+    use crate::test_support::{check, fill, kind_tests, setup, vals, Drops, E, L, X};
+    use crate::{LinkKind, Linked, QList, QListLink, QSListLink, QSimpleQLink, QTailQ};
+    use crate::{QTailQLink, RcuIndex};
     use rcu_core::{Domain, Mb};
+
+    kind_tests! {
+        insert_head: qlist_insert_head_rcu(QListLink), qsimpleq_insert_head_rcu(QSimpleQLink),
+            qtailq_insert_head_rcu(QTailQLink), qslist_insert_head_rcu(QSListLink);
+        insert_after: qlist_insert_after_rcu(QListLink), qsimpleq_insert_after_rcu(QSimpleQLink),
+            qtailq_insert_after_rcu(QTailQLink), qslist_insert_after_rcu(QSListLink);
+        remove: qlist_remove_rcu(QListLink), qsimpleq_remove_rcu(QSimpleQLink),
+            qtailq_remove_rcu(QTailQLink), qslist_remove_rcu(QSListLink);
+        foreach_safe: qlist_foreach_safe_rcu(QListLink), qsimpleq_foreach_safe_rcu(QSimpleQLink),
+            qtailq_foreach_safe_rcu(QTailQLink), qslist_foreach_safe_rcu(QSListLink);
+        #[should_panic(expected = "not linked into this list")]
+        other_list: qlist_other_list_panics(QListLink), qsimpleq_other_list_panics(QSimpleQLink),
+            qtailq_other_list_panics(QTailQLink), qslist_other_list_panics(QSListLink);
+    }
+
+    /// `*_INSERT_HEAD_RCU`: into an empty list (which also sets a tail) and in front.
+    fn insert_head<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (_d, l, m) = setup::<K>();
+        let mut w = l.lock();
+        assert_eq!(w.insert_head(m.e(2)).v, 2);
+        assert_eq!(check(&w), [2]);
+        w.insert_head(m.e(1));
+        w.insert_head(m.e(0));
+        assert_eq!(check(&w), [0, 1, 2]);
+        // the second element's position is the new head's link now: removing the head
+        // keeps the list intact
+        w.cursor().remove_current().unwrap().defer();
+        assert_eq!(check(&w), [1, 2]);
+    }
+
+    /// `*_INSERT_AFTER_RCU`: after the tail, in the middle, through a cursor.
+    fn insert_after<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (d, l, m) = setup::<K>();
+        let r = d.register();
+        let mut w = l.lock();
+        w.insert_head(m.e(1));
+        let g = r.read_lock();
+        let one = l.first(&g).unwrap();
+        w.insert_after(one, m.e(3)); // after the only (last) element
+        assert_eq!(check(&w), [1, 3]);
+        w.insert_after(one, m.e(2)); // in the middle
+        assert_eq!(vals(l.iter(&g)), [1, 2, 3]);
+        w.remove(l.next(one, &g).unwrap()).defer();
+        assert_eq!(check(&w), [1, 3]);
+        let mut c = w.cursor();
+        c.insert_after(m.e(10)); // cursor form, after 1
+        c.move_next();
+        c.move_next();
+        c.insert_after(m.e(4)); // after the last
+        assert_eq!(check(&w), [1, 10, 3, 4]);
+        w.remove(one).defer();
+        assert_eq!(check(&w), [10, 3, 4]);
+    }
+
+    /// `*_REMOVE_RCU`: the only element, the last, the first, the one a reader stands on;
+    /// a removed element is marked unlinked at once and comes back, reusable, after a grace
+    /// period.
+    fn remove<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (d, l, m) = setup::<K>();
+        let r = d.register();
+        let mut w = l.lock();
+        w.insert_head(m.e(1));
+        let only = w.cursor().remove_current().unwrap().synchronize();
+        assert!(!crate::link::link_of::<E, K>(&only).is_linked());
+        assert_eq!(check(&w), []);
+        w.insert_head(only); // the same box, after the grace period
+        fill(&mut w, &m, [2, 3]);
+        w.insert_head(m.e(0));
+        let g = r.read_lock();
+        let last = l.iter(&g).last().unwrap();
+        let retired = w.remove(last);
+        let link = crate::link::link_of::<E, K>(last);
+        assert!(!link.is_linked());
+        // QEMU's not-in-list marker for the kinds with a back pointer: `prev == NULL`
+        assert!(crate::link::sealed::Sealed::prev(link)
+            .is_none_or(|p| p.load(crate::sync::Ordering::Relaxed).is_null()));
+        retired.defer();
+        assert_eq!(check(&w), [0, 1, 2]);
+        w.remove(l.first(&g).unwrap()).defer(); // the first
+        assert_eq!(check(&w), [1, 2]);
+        let one = l.first(&g).unwrap();
+        w.remove(one).defer(); // the one `g` stands on
+        assert_eq!(l.next(one, &g).unwrap().v, 2);
+        assert_eq!(check(&w), [2]);
+        drop(g);
+        let two = w.cursor().remove_current().unwrap();
+        assert!(w.cursor().remove_current().is_none());
+        drop(two); // dropping a Retired defers the free too
+        drop(w);
+        assert_eq!(m.freed(&d), 4);
+    }
+
+    /// `*_FOREACH_SAFE_RCU`: a reader's iterator has loaded `next` before it yields, so
+    /// removing the element it yielded does not stop it; writers remove while walking.
+    fn foreach_safe<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (d, l, m) = setup::<K>();
+        let r = d.register();
+        let mut w = l.lock();
+        fill(&mut w, &m, 0..10);
+        let g = r.read_lock();
+        let mut seen = vec![];
+        for e in l.iter(&g) {
+            seen.push(e.v);
+            if e.v % 3 == 0 {
+                w.remove(e).defer();
+            }
+        }
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        drop(g);
+        assert_eq!(w.retain(|e| e.v % 2 == 1), 3); // 2, 4, 8
+        assert_eq!(check(&w), [1, 5, 7]);
+        assert_eq!(w.retain(|e| e.v != 7), 1); // the last
+        assert_eq!(check(&w), [1, 5]);
+        assert_eq!(w.clear(), 2);
+        assert_eq!(check(&w), []);
+        drop(w);
+        assert_eq!(m.freed(&d), 10);
+    }
+
+    /// Naming an element of another list of the same kind panics.
+    fn other_list<K: LinkKind>()
+    where
+        E: Linked<K>,
+    {
+        let (d, a, m) = setup::<K>();
+        let b: L<K> = L::new_in(&d);
+        a.lock().insert_head(m.e(1));
+        b.lock().insert_head(m.e(2));
+        let r = d.register();
+        let g = r.read_lock();
+        let _ = a.lock().remove(b.first(&g).unwrap());
+    }
 
     #[test]
     fn extract_if_hands_back_retired_elements() {
