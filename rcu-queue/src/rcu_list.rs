@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use rcu_core::{Domain, Flavor, Memb, ReadGuard};
 
-use crate::link::{elem, link_of, not_in_list, reset, wrong_domain, Iter, LinkKind, Linked};
+use crate::link::{
+    elem, link_of, not_in_list, reset, wrong_domain, Iter, LinkKind, Linked, LINKED,
+};
 use crate::role::{Index, Owner, OwnerCore, Registry, Role};
 use crate::splice::Head;
 use crate::sync::{self, AtomicUsize, Mutex, Ordering};
@@ -49,7 +51,31 @@ where
     F: Flavor,
     R: Role,
 {
-    pub(crate) core: Arc<Core<T, K, F, R>>,
+    pub(crate) core: Arc<Core<T, K, R>>,
+    /// `&core.head`, kept in the handle so that readers reach the head in one load, as
+    /// they did a boxed head.
+    head: HeadRef<K>,
+    /// The domain, kept in the handle for the same reason (an index has its owner's).
+    domain: Domain<F>,
+}
+
+/// The address of a list's head inside the core that the same handle keeps alive.
+struct HeadRef<K>(NonNull<Head<K>>);
+
+// SAFETY: a `HeadRef` only stands for `&core.head` of the handle's own core (alive as long
+// as the handle), and `Head<K>` is made of atomics, `Send + Sync` for every link kind.
+unsafe impl<K: LinkKind> Send for HeadRef<K> {}
+// SAFETY: as above.
+unsafe impl<K: LinkKind> Sync for HeadRef<K> {}
+
+impl<K: LinkKind> HeadRef<K> {
+    fn of<T, R>(core: &Arc<Core<T, K, R>>) -> Self
+    where
+        T: Linked<K> + Send + Sync + 'static,
+        R: Role,
+    {
+        HeadRef(NonNull::from(&core.head))
+    }
 }
 
 /// An index: a list of elements owned by another list (its *owner*), linked through a
@@ -182,16 +208,14 @@ where
 /// ```
 pub type RcuIndex<T, K, F = Memb> = RcuList<T, K, F, Index>;
 
-/// What a list handle points at: the head and everything writers share.
-pub(crate) struct Core<T, K, F, R>
+/// What a list handle points at: the head and what writers share.
+pub(crate) struct Core<T, K, R>
 where
     T: Linked<K> + Send + Sync + 'static,
     K: LinkKind,
-    F: Flavor,
     R: Role,
 {
     pub(crate) head: Head<K>,
-    pub(crate) domain: Domain<F>,
     /// The writer lock (an index uses its owner's instead).
     lock: Mutex<()>,
     /// Owning lists: the link types of their indexes.
@@ -203,17 +227,15 @@ where
     _owns: PhantomData<(Box<T>, R)>,
 }
 
-impl<T, K, F, R> Core<T, K, F, R>
+impl<T, K, R> Core<T, K, R>
 where
     T: Linked<K> + Send + Sync + 'static,
     K: LinkKind,
-    F: Flavor,
     R: Role,
 {
-    fn new(domain: &Domain<F>, owner: Option<Arc<dyn OwnerCore<T>>>) -> Arc<Self> {
+    fn new(owner: Option<Arc<dyn OwnerCore<T>>>) -> Arc<Self> {
         let core = Arc::new(Core {
             head: Head::new(),
-            domain: domain.clone(),
             lock: Mutex::new(()),
             registry: Registry::new(),
             indexes: AtomicUsize::new(0),
@@ -233,11 +255,10 @@ where
     }
 }
 
-impl<T, K, F> OwnerCore<T> for Core<T, K, F, Owner>
+impl<T, K> OwnerCore<T> for Core<T, K, Owner>
 where
     T: Linked<K> + Send + Sync + 'static,
     K: LinkKind,
-    F: Flavor,
 {
     fn writer_lock(&self) -> &Mutex<()> {
         &self.lock
@@ -258,11 +279,10 @@ where
     }
 }
 
-impl<T, K, F, R> Drop for Core<T, K, F, R>
+impl<T, K, R> Drop for Core<T, K, R>
 where
     T: Linked<K> + Send + Sync + 'static,
     K: LinkKind,
-    F: Flavor,
     R: Role,
 {
     fn drop(&mut self) {
@@ -326,8 +346,11 @@ where
     /// An empty list whose readers use `domain`'s guards and whose removed elements wait
     /// for `domain`'s grace periods.
     pub fn new_in(domain: &Domain<F>) -> Self {
+        let core = Core::new(None);
         RcuList {
-            core: Core::new(domain, None),
+            head: HeadRef::of(&core),
+            core,
+            domain: domain.clone(),
         }
     }
 }
@@ -356,8 +379,11 @@ where
         // Relaxed: only `get_mut` on the owner reads it, through `&mut` to the owner's
         // handle, which happens-after this `&` borrow ends.
         core.indexes().fetch_add(1, Ordering::Relaxed);
+        let core = Core::new(Some(core));
         RcuList {
-            core: Core::new(owner.domain(), Some(core)),
+            head: HeadRef::of(&core),
+            core,
+            domain: owner.domain.clone(),
         }
     }
 }
@@ -372,12 +398,12 @@ where
     /// The domain whose guards protect readers and whose grace periods free removed
     /// elements.
     pub fn domain(&self) -> &Domain<F> {
-        &self.core.domain
+        &self.domain
     }
 
     #[inline(always)]
     fn check_guard(&self, guard: &ReadGuard<'_, F>) {
-        if !guard.is_of(&self.core.domain) {
+        if !guard.is_of(&self.domain) {
             wrong_domain();
         }
     }
@@ -387,11 +413,11 @@ where
     /// # Panics
     ///
     /// If `guard` belongs to another domain than the list's.
-    #[inline]
+    #[inline(always)]
     pub fn is_empty(&self, guard: &ReadGuard<'_, F>) -> bool {
         self.check_guard(guard);
         // Relaxed (QEMU uses `qatomic_read` too): nothing is dereferenced.
-        self.core.head.first().load(Ordering::Relaxed).is_null()
+        self.head().first().load(Ordering::Relaxed).is_null()
     }
 
     /// The first element (`*_FIRST_RCU`), borrowed from the guard.
@@ -399,12 +425,12 @@ where
     /// # Panics
     ///
     /// If `guard` belongs to another domain than the list's.
-    #[inline]
+    #[inline(always)]
     pub fn first<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
         self.check_guard(guard);
         // Acquire (`qatomic_rcu_read`): pairs with the Release store that published the
         // element, so its contents are visible.
-        let p = self.core.head.first().load(Ordering::Acquire);
+        let p = self.head().first().load(Ordering::Acquire);
         // SAFETY: the element is linked into the list now, so it is freed (if ever) only
         // after it leaves the list (an index's too: rule 1 of `RcuIndex`) and a grace
         // period of our domain passes, which `guard` (checked above) holds off for 'g.
@@ -423,7 +449,7 @@ where
     ///
     /// If `guard` belongs to another domain, or (owning lists) `elem` is not, and was
     /// not recently, an element of this list.
-    #[inline]
+    #[inline(always)]
     pub fn next<'g>(&'g self, elem: &'g T, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
         self.check_guard(guard);
         let link = link_of::<T, K>(elem);
@@ -431,13 +457,15 @@ where
         // linked (`splice::link`), so the `next` we load below is from that membership or
         // later, never from an earlier one.
         let owner = link.owner().load(Ordering::Acquire);
-        let head = &self.core.head;
+        let head = self.head();
         // An owning list keeps its head in the owner word of a removed element until a
-        // grace period has passed (`Retired`); an index clears it at once.
-        if owner != head.linked_id() && !(R::OWNS && owner.cast_const() == head.id()) {
-            if R::OWNS {
+        // grace period has passed (`Retired`), so it accepts the word with or without the
+        // linked bit; an index clears the word at once and accepts only a linked element.
+        if R::OWNS {
+            if owner as usize & !LINKED != head.id() as usize {
                 not_in_list();
             }
+        } else if owner != head.linked_id() {
             return None;
         }
         // Acquire (`qatomic_rcu_read`): as in `first`.
@@ -458,11 +486,11 @@ where
     /// # Panics
     ///
     /// If `guard` belongs to another domain than the list's.
-    #[inline]
+    #[inline(always)]
     pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Iter<'g, T, K> {
         self.check_guard(guard);
         // Acquire (`qatomic_rcu_read`): as in `first`.
-        let first = self.core.head.first().load(Ordering::Acquire);
+        let first = self.head().first().load(Ordering::Acquire);
         // SAFETY: every element reachable from `first` (following `next`, also from
         // elements removed or moved meanwhile) was linked into this list, or into another
         // index of the same owner, at some time during this critical section, so (as in
@@ -515,7 +543,9 @@ where
     /// The head.
     #[inline(always)]
     pub(crate) fn head(&self) -> &Head<K> {
-        &self.core.head
+        // SAFETY: `head` is `&self.core.head`, alive as long as `self.core` (type
+        // invariant of `HeadRef`).
+        unsafe { self.head.0.as_ref() }
     }
 
     /// Whether this list is an index of `owner`.

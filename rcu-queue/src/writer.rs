@@ -440,14 +440,7 @@ where
         // `Linked`): for an owning list the box it owned, now unlinked from every list
         // (`check_retirable`); only readers of the list's domain (the domain of its
         // indexes too) may still see it; `reset_link` matches its link type.
-        unsafe {
-            R::removed(
-                T::from_link(old),
-                &self.core.domain,
-                reset_link::<T, K>,
-                Token,
-            )
-        }
+        unsafe { R::removed(T::from_link(old), self.domain(), reset_link::<T, K>, Token) }
     }
 }
 
