@@ -10,7 +10,8 @@
 //!
 //! - (W1) The caller is the only writer of the list (the one named, or the one that holds
 //!   the element named) during the call, and every earlier writer operation on it
-//!   happens-before the call.
+//!   happens-before the call. That list is an owning list: the raw functions do not serve
+//!   indexes ([`RcuIndex`](crate::RcuIndex)), which own nothing.
 //! - (W2) `elm` came from `Box::into_raw`, is live and not linked into any list; the list
 //!   takes ownership (it frees it when dropped). Checked: a linked `elm` panics before
 //!   anything changes.
