@@ -26,8 +26,8 @@ use loom::sync::Arc;
 use loom::thread;
 use rcu_core::{Domain, Mb, ReadGuard};
 use rcu_queue::{
-    rcu_link, QList, QListLink, QSList, QSListLink, QSimpleQ, QSimpleQLink, QTailQ, QTailQLink,
-    RcuIndex,
+    rcu_link, LinkKind, Linked, QList, QListLink, QSListLink, QSimpleQ, QSimpleQLink, QTailQ,
+    QTailQLink, RcuIndex, RcuList,
 };
 
 /// Run `f` under loom, bounding preemptions to 2 unless `LOOM_MAX_PREEMPTIONS` says
@@ -149,8 +149,12 @@ where
 
 // ----- QLIST -----
 
-fn qlist_of(domain: &Domain<Mb>, vals: &[u32]) -> Arc<QList<Node, Mb>> {
-    let l = QList::new_in(domain);
+/// A list of kind `K` holding `vals`, front to back.
+fn list_of<K: LinkKind>(domain: &Domain<Mb>, vals: &[u32]) -> Arc<RcuList<Node, K, Mb>>
+where
+    Node: Linked<K>,
+{
+    let l = RcuList::new_in(domain);
     {
         let mut w = l.lock();
         for &v in vals.iter().rev() {
@@ -160,9 +164,12 @@ fn qlist_of(domain: &Domain<Mb>, vals: &[u32]) -> Arc<QList<Node, Mb>> {
     Arc::new(l)
 }
 
-/// The reader walks with `first`/`next` (the `QLIST_FIRST_RCU`/`QLIST_NEXT_RCU` path,
-/// including `next` on an element that may have been removed meanwhile).
-fn qlist_walk(l: &QList<Node, Mb>, g: &ReadGuard<'_, Mb>) -> Vec<u32> {
+/// The reader walks with `first`/`next` (the `*_FIRST_RCU`/`*_NEXT_RCU` path, including
+/// `next` on an element that may have been removed meanwhile).
+fn walk<K: LinkKind>(l: &RcuList<Node, K, Mb>, g: &ReadGuard<'_, Mb>) -> Vec<u32>
+where
+    Node: Linked<K>,
+{
     let mut seen = vec![];
     let mut cur = l.first(g);
     while let Some(n) = cur {
@@ -177,8 +184,8 @@ fn qlist_walk(l: &QList<Node, Mb>, g: &ReadGuard<'_, Mb>) -> Vec<u32> {
 fn qlist_insert_head_vs_reader() {
     model(&[&[2], &[1, 2]], || {
         let domain: Domain<Mb> = Domain::new();
-        let list = qlist_of(&domain, &[2]);
-        let reader = spawn_reader(&domain, &list, qlist_walk);
+        let list = list_of::<QListLink>(&domain, &[2]);
+        let reader = spawn_reader(&domain, &list, walk);
         list.lock().insert_head(Node::new(1));
         reader.join().unwrap()
     });
@@ -189,8 +196,8 @@ fn qlist_insert_head_vs_reader() {
 fn qlist_insert_after_vs_reader() {
     model(&[&[1, 3], &[1, 2, 3]], || {
         let domain: Domain<Mb> = Domain::new();
-        let list = qlist_of(&domain, &[1, 3]);
-        let reader = spawn_reader(&domain, &list, qlist_walk);
+        let list = list_of::<QListLink>(&domain, &[1, 3]);
+        let reader = spawn_reader(&domain, &list, walk);
         list.lock().cursor().insert_after(Node::new(2));
         reader.join().unwrap()
     });
@@ -201,8 +208,8 @@ fn qlist_insert_after_vs_reader() {
 fn qlist_insert_before_vs_reader() {
     model(&[&[1, 3], &[1, 2, 3]], || {
         let domain: Domain<Mb> = Domain::new();
-        let list = qlist_of(&domain, &[1, 3]);
-        let reader = spawn_reader(&domain, &list, qlist_walk);
+        let list = list_of::<QListLink>(&domain, &[1, 3]);
+        let reader = spawn_reader(&domain, &list, walk);
         {
             let mut w = list.lock();
             let mut c = w.cursor();
@@ -218,8 +225,8 @@ fn qlist_insert_before_vs_reader() {
 fn qlist_remove_vs_reader() {
     model(&[&[1, 2], &[2]], || {
         let domain: Domain<Mb> = Domain::new();
-        let list = qlist_of(&domain, &[1, 2]);
-        let reader = spawn_reader(&domain, &list, qlist_walk);
+        let list = list_of::<QListLink>(&domain, &[1, 2]);
+        let reader = spawn_reader(&domain, &list, walk);
         let retired = list.lock().cursor().remove_current().unwrap();
         drop(retired.synchronize()); // the free
         reader.join().unwrap()
@@ -233,8 +240,8 @@ fn qlist_remove_vs_reader() {
 fn qlist_remove_two_vs_reader() {
     model(&[&[1, 2, 3], &[1, 3], &[1]], || {
         let domain: Domain<Mb> = Domain::new();
-        let list = qlist_of(&domain, &[1, 2, 3]);
-        let reader = spawn_reader(&domain, &list, qlist_walk);
+        let list = list_of::<QListLink>(&domain, &[1, 2, 3]);
+        let reader = spawn_reader(&domain, &list, walk);
         let (a, b) = {
             let mut w = list.lock();
             let mut c = w.cursor();
@@ -257,8 +264,8 @@ fn qlist_remove_two_vs_reader() {
 fn qlist_insert_then_remove_vs_reader() {
     model(&[&[1], &[1, 2], &[2]], || {
         let domain: Domain<Mb> = Domain::new();
-        let list = qlist_of(&domain, &[1]);
-        let reader = spawn_reader(&domain, &list, qlist_walk);
+        let list = list_of::<QListLink>(&domain, &[1]);
+        let reader = spawn_reader(&domain, &list, walk);
         let retired = {
             let mut w = list.lock();
             let mut c = w.cursor();
@@ -389,18 +396,8 @@ fn qsimpleq_tail_insert_and_remove_head_vs_reader() {
 fn qslist_insert_after_and_remove_vs_reader() {
     model(&[&[1], &[1, 2], &[2]], || {
         let domain: Domain<Mb> = Domain::new();
-        let l = QSList::new_in(&domain);
-        l.lock().insert_head(Node::new(1));
-        let l = Arc::new(l);
-        let reader = spawn_reader(&domain, &l, |l: &QSList<Node, Mb>, g| {
-            let mut seen = vec![];
-            let mut cur = l.first(g);
-            while let Some(n) = cur {
-                seen.push(n.read());
-                cur = l.next(n, g);
-            }
-            seen
-        });
+        let l = list_of::<QSListLink>(&domain, &[1]);
+        let reader = spawn_reader(&domain, &l, walk);
         let retired = {
             let mut w = l.lock();
             let mut c = w.cursor();
@@ -420,8 +417,8 @@ fn qslist_insert_after_and_remove_vs_reader() {
 fn qlist_replace_vs_reader() {
     model(&[&[1, 2, 3], &[1, 20, 3]], || {
         let domain: Domain<Mb> = Domain::new();
-        let list = qlist_of(&domain, &[1, 2, 3]);
-        let reader = spawn_reader(&domain, &list, qlist_walk);
+        let list = list_of::<QListLink>(&domain, &[1, 2, 3]);
+        let reader = spawn_reader(&domain, &list, walk);
         let old = {
             let mut w = list.lock();
             let mut c = w.cursor();
@@ -439,22 +436,8 @@ fn qlist_replace_vs_reader() {
 fn qslist_replace_head_vs_reader() {
     model(&[&[1, 2], &[10, 2]], || {
         let domain: Domain<Mb> = Domain::new();
-        let l = QSList::new_in(&domain);
-        {
-            let mut w = l.lock();
-            w.insert_head(Node::new(2));
-            w.insert_head(Node::new(1));
-        }
-        let l = Arc::new(l);
-        let reader = spawn_reader(&domain, &l, |l: &QSList<Node, Mb>, g| {
-            let mut seen = vec![];
-            let mut cur = l.first(g);
-            while let Some(n) = cur {
-                seen.push(n.read());
-                cur = l.next(n, g);
-            }
-            seen
-        });
+        let l = list_of::<QSListLink>(&domain, &[1, 2]);
+        let reader = spawn_reader(&domain, &l, walk);
         let old = l.lock().cursor().replace_current(Node::new(10));
         drop(old.synchronize());
         reader.join().unwrap()
@@ -472,7 +455,7 @@ fn indexed(
     vals: &[u32],
     chains: &[&[u32]],
 ) -> (Arc<QList<Node, Mb>>, Vec<Arc<ChainIndex>>) {
-    let owner = qlist_of(domain, vals);
+    let owner = list_of::<QListLink>(domain, vals);
     let indexes: Vec<Arc<ChainIndex>> = chains
         .iter()
         .map(|_| Arc::new(RcuIndex::of(&*owner)))

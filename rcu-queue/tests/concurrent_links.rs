@@ -22,10 +22,10 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use rcu_core::{Domain, Memb, ReadGuard};
-use rcu_queue::{
-    rcu_link, QList, QListLink, QSList, QSListLink, QSimpleQ, QSimpleQLink, QTailQ, QTailQLink,
-    RcuIndex,
-};
+use rcu_queue::{rcu_link, QList, QListLink, QSList, QSimpleQ, QTailQ, RcuIndex};
+
+mod common;
+use common::{Checked, Elem, Rng};
 
 mod cfg {
     /// Elements in each list.
@@ -49,16 +49,8 @@ mod cfg {
     pub const WATCHDOG: std::time::Duration = std::time::Duration::from_secs(120);
 }
 
-const POISON: u64 = 0xdead_beef_dead_beef;
-
 fn run_time() -> Duration {
-    match std::env::var("RCU_TORTURE_SECS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-    {
-        Some(s) => Duration::from_secs_f64(s),
-        None => Duration::from_millis(cfg::DEFAULT_MS),
-    }
+    common::run_time(Duration::from_millis(cfg::DEFAULT_MS))
 }
 
 /// Run `case`, failing the whole test binary if it has not returned after
@@ -74,42 +66,6 @@ fn with_watchdog(name: &'static str, case: impl FnOnce()) {
     case();
     let _ = done.send(());
     dog.join().expect("watchdog");
-}
-
-/// A tiny xorshift64* PRNG (no dependency).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    }
-}
-
-/// A value that is poisoned when its element is dropped: reading the poison means a
-/// reader saw a freed element.
-struct Checked(AtomicU64);
-
-impl Checked {
-    fn new(v: u64) -> Self {
-        Checked(AtomicU64::new(v))
-    }
-
-    fn read(&self) -> u64 {
-        // Relaxed: only compared with the poison; the critical section keeps the memory
-        // alive (that is what is tested).
-        let v = self.0.load(Ordering::Relaxed);
-        assert_ne!(v, POISON, "a reader saw a reclaimed element");
-        v
-    }
-}
-
-impl Drop for Checked {
-    fn drop(&mut self) {
-        self.0.store(POISON, Ordering::Relaxed);
-    }
 }
 
 // ----- an element in two lists of the same kind -----
@@ -317,54 +273,30 @@ fn element_in_two_lists_of_one_kind() {
 
 // ----- replace -----
 
-struct Item {
-    key: Checked,
-    ql: QListLink,
-    tq: QTailQLink,
-    sq: QSimpleQLink,
-    sl: QSListLink,
-}
-rcu_link!(Item, ql: QListLink);
-rcu_link!(Item, tq: QTailQLink);
-rcu_link!(Item, sq: QSimpleQLink);
-rcu_link!(Item, sl: QSListLink);
-
-impl Item {
-    fn new(key: u64) -> Box<Item> {
-        Box::new(Item {
-            key: Checked::new(key),
-            ql: QListLink::new(),
-            tq: QTailQLink::new(),
-            sq: QSimpleQLink::new(),
-            sl: QSListLink::new(),
-        })
-    }
-}
-
 /// The per-kind operations of the replace test.
 trait ReplaceList: Send + Sync + Sized + 'static {
     fn new_in(d: &Domain<Memb>) -> Self;
     fn keys(&self, g: &ReadGuard<'_, Memb>) -> Vec<u64>;
-    fn push(&self, e: Box<Item>);
+    fn push(&self, e: Box<Elem>);
     /// Replace the `i`-th element by `fresh`; retire the old one with `reclaim`.
-    fn replace(&self, i: usize, fresh: Box<Item>, by_cursor: bool, reclaim: Reclaim);
+    fn replace(&self, i: usize, fresh: Box<Elem>, by_cursor: bool, reclaim: Reclaim);
 }
 
-type Reclaim = Box<dyn FnOnce(Box<Item>) + Send>;
+type Reclaim = Box<dyn FnOnce(Box<Elem>) + Send>;
 
 macro_rules! replace_list {
     ($ty:ident, $push:ident, |$w:ident, $g:ident, $i:ident, $fresh:ident| $by_elem:expr) => {
-        impl ReplaceList for $ty<Item> {
+        impl ReplaceList for $ty<Elem> {
             fn new_in(d: &Domain<Memb>) -> Self {
                 $ty::new_in(d)
             }
             fn keys(&self, g: &ReadGuard<'_, Memb>) -> Vec<u64> {
-                self.iter(g).map(|e| e.key.read()).collect()
+                self.iter(g).map(|e| e.read()).collect()
             }
-            fn push(&self, e: Box<Item>) {
+            fn push(&self, e: Box<Elem>) {
                 self.lock().$push(e);
             }
-            fn replace(&self, $i: usize, $fresh: Box<Item>, by_cursor: bool, reclaim: Reclaim) {
+            fn replace(&self, $i: usize, $fresh: Box<Elem>, by_cursor: bool, reclaim: Reclaim) {
                 let mut $w = self.lock();
                 let old = if by_cursor {
                     let mut c = $w.cursor();
@@ -404,7 +336,7 @@ fn replace_case<L: ReplaceList>(name: &'static str, by_cursor: bool, reversed: b
         let list = Arc::new(L::new_in(&domain));
         let keys: Vec<u64> = (0..cfg::LEN as u64).collect();
         for &k in &keys {
-            list.push(Item::new(if reversed {
+            list.push(Elem::new(if reversed {
                 cfg::LEN as u64 - 1 - k
             } else {
                 k
@@ -445,7 +377,7 @@ fn replace_case<L: ReplaceList>(name: &'static str, by_cursor: bool, reversed: b
             let reclaimed = reclaimed.clone();
             list.replace(
                 i,
-                Item::new(key),
+                Elem::new(key),
                 by_cursor,
                 Box::new(move |b| {
                     drop(b);
@@ -470,22 +402,22 @@ fn replace_case<L: ReplaceList>(name: &'static str, by_cursor: bool, reversed: b
 
 #[test]
 fn replace_is_seen_exactly_once_qlist() {
-    replace_case::<QList<Item>>("qlist replace", false, true);
-    replace_case::<QList<Item>>("qlist replace_current", true, true);
+    replace_case::<QList<Elem>>("qlist replace", false, true);
+    replace_case::<QList<Elem>>("qlist replace_current", true, true);
 }
 
 #[test]
 fn replace_is_seen_exactly_once_qtailq() {
-    replace_case::<QTailQ<Item>>("qtailq replace", false, false);
-    replace_case::<QTailQ<Item>>("qtailq replace_current", true, false);
+    replace_case::<QTailQ<Elem>>("qtailq replace", false, false);
+    replace_case::<QTailQ<Elem>>("qtailq replace_current", true, false);
 }
 
 #[test]
 fn replace_is_seen_exactly_once_qsimpleq() {
-    replace_case::<QSimpleQ<Item>>("qsimpleq replace_current", true, false);
+    replace_case::<QSimpleQ<Elem>>("qsimpleq replace_current", true, false);
 }
 
 #[test]
 fn replace_is_seen_exactly_once_qslist() {
-    replace_case::<QSList<Item>>("qslist replace_current", true, true);
+    replace_case::<QSList<Elem>>("qslist replace_current", true, true);
 }
