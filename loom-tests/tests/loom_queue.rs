@@ -519,3 +519,37 @@ fn index_move_vs_index_reader() {
         reader.join().unwrap()
     });
 }
+
+/// An index dropped on another thread unlinks its elements without the writer lock, while
+/// the owner waits to see an element unlinked and then retires and frees it: in every
+/// interleaving the drop unlinks it (the wait ends) and the owner may then retire it (no
+/// "still linked into an index" panic). The memory order between the dropping thread's
+/// last read of the element and the free (the reset's `Release`, the owner check's
+/// `Acquire`) is argued in the source, not checked here: that thread only touches atomics,
+/// and loom checks frees only against `UnsafeCell` accesses.
+#[test]
+fn index_dropped_without_the_lock_vs_owner_retire() {
+    model(&[&[1]], || {
+        let domain: Domain<Mb> = Domain::new();
+        let (owner, mut indexes) = indexed(&domain, &[1], &[&[1]]);
+        let index = indexes.pop().unwrap();
+        let dropper = thread::spawn(move || drop(index));
+        let r = domain.register();
+        loop {
+            let g = r.read_lock();
+            if !owner.first(&g).unwrap().chain.is_linked() {
+                break;
+            }
+            drop(g);
+            thread::yield_now();
+        }
+        let (seen, retired) = {
+            let g = r.read_lock();
+            let one = owner.first(&g).unwrap();
+            (vec![one.read()], owner.lock().remove(one))
+        };
+        drop(retired.synchronize());
+        dropper.join().unwrap();
+        seen
+    });
+}
