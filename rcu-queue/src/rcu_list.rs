@@ -887,6 +887,8 @@ mod tests {
         w.index(&chain2).insert_head(zero); // moved from one chain to the other
         assert_eq!(vals(chain2.iter(&g)), [0]);
         assert!(index.iter(&g).next().is_none());
+        // a reader of the first chain standing on it: the end of its walk, not a panic
+        assert!(index.next(zero, &g).is_none());
     }
 
     #[test]
