@@ -287,8 +287,11 @@ where
 {
     fn drop(&mut self) {
         // No reader or writer can use the list (they all borrow a handle, and this is the
-        // last one); an owning list's indexes are all gone (each holds the core).
-        // Relaxed: `&mut self` means every other access happens-before this.
+        // last one); an owning list's indexes are all gone (each holds the core). Only an
+        // index's owner may still touch its elements, and it only reads their owner words
+        // in this link (Acquire, paired with the Release in `reset`).
+        // Relaxed: nobody else writes these links any more, and every writer of this list
+        // happens-before this (the last handle is being dropped).
         let mut p = self.head.link.next().load(Ordering::Relaxed);
         while let Some(l) = NonNull::new(p) {
             // SAFETY: `l` is the link of an element linked into the list (invariant),
