@@ -1,20 +1,27 @@
 //! Intrusive RCU lists: QEMU's `QLIST_*_RCU`, `QSIMPLEQ_*_RCU`, `QTAILQ_*_RCU` and
 //! `QSLIST_*_RCU` macros (`include/qemu/rcu_queue.h`) as safe Rust generics.
 //!
-//! The element embeds a link field ([`QListLink`], [`QSimpleQLink`], [`QTailQLink`],
-//! [`QSListLink`]); [`rcu_link!`] implements [`Linked`], which maps the element to its
-//! link and back. Lists own their elements (`Box<T>`): inserting takes the box, removing
-//! hands back a [`Retired`] that safe code can only free after a grace period of the
-//! list's [`Domain`](rcu_core::Domain).
+//! There is one list, [`RcuList<T, K, F>`](RcuList): elements of type `T` linked through
+//! their `K` link, read under guards of flavor `F`'s domain. The link type is the list
+//! kind, and each QEMU family is an alias: [`QList`] (links [`QListLink`]),
+//! [`QSimpleQ`] ([`QSimpleQLink`]), [`QTailQ`] ([`QTailQLink`]), [`QSList`]
+//! ([`QSListLink`]). The element embeds its links as fields; [`rcu_link!`] implements
+//! [`Linked`], which maps the element to a link and back. A list owns its elements
+//! (`Box<T>`): inserting takes the box, removing hands back a [`Retired`] that safe code
+//! can only free after a grace period of the list's [`Domain`](rcu_core::Domain).
 //!
 //! - **Readers** traverse under a read guard of that domain ([`rcu_core::rcu_read_lock`],
 //!   [`rcu_core::Reader::read_lock`], [`rcu_core::qsbr::rcu_read_lock`]); every `&T` they
 //!   get borrows the guard, so none can outlive the critical section. They never block and
 //!   never write shared memory.
-//! - **Writers** need a writer handle: [`QList::lock`] (the list's own mutex),
-//!   [`QList::get_mut`] (exclusive access), or [`QList::lock_unchecked`] (`unsafe`:
-//!   exclusion comes from elsewhere, like QEMU's BQL). The [`raw`] module has the same
-//!   operations under the C names, for direct ports.
+//! - **Writers** need a [`Writer`]: [`RcuList::lock`] (the list's own mutex),
+//!   [`RcuList::get_mut`] (exclusive access), or [`RcuList::lock_unchecked`] (`unsafe`:
+//!   exclusion comes from elsewhere, like QEMU's BQL). A [`Cursor`] is a writer's position.
+//!   The [`raw`] module has the same operations under the C names, for direct ports.
+//! - **Several lists per element**: links take a tag type (`QListLink<ById>`,
+//!   `QListLink<ByName>`), so one element can sit in several lists, of one kind or of
+//!   several. One list owns it; the others are [`RcuIndex`]es of that list, whose rules
+//!   (checked) keep the element alive exactly as long as any of them can reach it.
 //!
 //! ```
 //! use rcu_core::{rcu_read_lock, rcu_barrier};
@@ -61,8 +68,10 @@
 //! Reader-side forms take `&guard` and must run inside a read-side critical section of
 //! the list's domain (checked: a guard of another domain panics). Writer-side forms are
 //! methods of the writer handle (`w` below), its cursor (`c`), or the [`raw`] functions.
-//! Each row is exercised by the unit test named in the last column (in the module of the
-//! list kind, e.g. `list::tests::qlist_empty_rcu`).
+//! Each row is exercised by the unit test named in the last column: one generic test per
+//! operation, run for each kind under these names, next to the code it tests (e.g.
+//! `rcu_list::tests::qlist_empty_rcu`, `writer::tests::qtailq_remove_rcu`,
+//! `simpleq::tests::qsimpleq_insert_tail_rcu`).
 //!
 //! | QEMU (`rcu_queue.h`) | Rust | test |
 //! |---|---|---|
@@ -111,7 +120,8 @@
 //! | `synchronize_rcu(); g_free(elm);` after a `*_REMOVE_RCU` | [`Retired::synchronize`] (returns the `Box<T>`) | `retired_call_defer_synchronize` |
 //!
 //! The lists are concurrency-tested in `tests/qemu_test_rcu_list.rs` (a port of QEMU's
-//! `tests/unit/test-rcu-list.c`) and model-checked in `loom-tests/tests/loom_queue.rs`.
+//! `tests/unit/test-rcu-list.c`) and `tests/concurrent_links.rs` (several lists per
+//! element, replacement), and model-checked in `loom-tests/tests/loom_queue.rs`.
 //!
 //! # What the types rule out
 //!
@@ -260,82 +270,56 @@
 //! });
 //! ```
 //!
+//! # Beyond QEMU's macros
+//!
+//! | Linux / Rust idiom | Rust | test |
+//! |---|---|---|
+//! | `list_replace_rcu(old, new)` | [`Writer::replace`] (QLIST, QTAILQ), [`Cursor::replace_current`] (every kind) | `replace_is_seen_exactly_once_*` (`tests/concurrent_links.rs`) |
+//! | `drain_filter` / `extract_if` | [`Writer::extract_if`] → [`Retired`]s | `writer::tests::extract_if_hands_back_retired_elements` |
+//! | an object in a hash chain and an LRU | tagged links, [`RcuIndex`] | `element_in_two_lists_of_one_kind` (`tests/concurrent_links.rs`) |
+//!
 //! # Memory ordering
 //!
 //! Readers load `first`/`next` with `Acquire` (QEMU's `qatomic_rcu_read`; a plain load on
 //! x86-64). Writers set up every field of a new element with `Relaxed` stores and publish
 //! it with a single `Release` store (QEMU's `qatomic_rcu_set`) into the pointer that will
-//! point at it. The removal store, a relaxed `qatomic_set` in QEMU, is `Release` here: see
-//! [`QList`]'s module notes. `prev` pointers and the owner word are writer-only and
-//! `Relaxed`, ordered between writers by their mutual exclusion. Each atomic carries its
-//! argument in a comment in the source.
+//! point at it. The removal store, a relaxed `qatomic_set` in QEMU, is `Release` here: a
+//! reader that loads the successor from a relaxed store has no happens-before edge to the
+//! successor's initialisation in the C11 model (the loom model
+//! `qlist_insert_then_remove_vs_reader` fails without it). A replacement is one `Release`
+//! store of the new element, which already points at the old one's successor. The owner
+//! word is stored with `Release` when an element is linked and loaded with `Acquire` by
+//! [`RcuList::next`], so a reader that sees an element's current membership sees the
+//! `next` of that membership. `prev` pointers are writer-only and `Relaxed`, ordered
+//! between writers by their mutual exclusion. Each atomic carries its argument in a
+//! comment in the source.
 #![doc(test(attr(deny(warnings))))]
 
+mod cursor;
 mod link;
 mod list;
-mod list_core;
+mod rcu_list;
 mod retired;
+mod role;
 mod simpleq;
 mod slist;
+mod splice;
 mod sync;
 mod tailq;
+mod writer;
 
-pub use link::{Iter, Link, Linked, QListLink, QSListLink, QSimpleQLink, QTailQLink};
-pub use list::{QList, QListCursor, QListWriter};
+pub use cursor::{Cursor, ExtractIf};
+pub use link::{DoublyLinked, Iter, LinkKind, Linked, SinglyLinked, WithTail};
+pub use list::{QList, QListCursor, QListLink, QListWriter};
+pub use rcu_list::{RcuIndex, RcuList};
 pub use retired::Retired;
-pub use simpleq::{QSimpleQ, QSimpleQCursor, QSimpleQWriter};
-pub use slist::{QSList, QSListCursor, QSListWriter};
-pub use tailq::{QTailQ, QTailQCursor, QTailQWriter, RevIter};
+pub use role::{Index, Owner, Role};
+pub use simpleq::{QSimpleQ, QSimpleQCursor, QSimpleQLink, QSimpleQWriter};
+pub use slist::{QSList, QSListCursor, QSListLink, QSListWriter};
+pub use tailq::{QTailQ, QTailQCursor, QTailQLink, QTailQWriter, RevIter};
+pub use writer::Writer;
 
-/// The operations under their C names, without the safe layer's checks, for direct ports
-/// whose writer exclusion comes from elsewhere.
-///
-/// Each function is `unsafe` with a numbered contract: (W1) writer exclusion, (W2) the
-/// inserted element came from `Box::into_raw` and is unlinked, (W3) the element named as a
-/// position is linked into the list, and for removals: free the returned pointer only
-/// after a grace period (wrap it with `Box::from_raw` then, or keep it in a [`Retired`]).
-/// The lists' reader methods (`first`, `next`, `iter`, `is_empty`) are already safe and
-/// serve the reader-side macros.
-///
-/// ```
-/// use rcu_queue::{raw, rcu_link, QList, QListLink};
-/// use std::ptr::NonNull;
-///
-/// struct E { v: u32, link: QListLink }
-/// rcu_link!(E, link: QListLink);
-///
-/// let list: QList<E> = QList::new();
-/// let a = NonNull::new(Box::into_raw(Box::new(E { v: 1, link: QListLink::new() }))).unwrap();
-/// let b = NonNull::new(Box::into_raw(Box::new(E { v: 2, link: QListLink::new() }))).unwrap();
-/// // SAFETY: this thread is the only writer (W1); `a` and `b` are fresh boxes (W2); `a`
-/// // is linked when `b` is inserted after it (W3).
-/// unsafe {
-///     raw::qlist_insert_head_rcu(&list, a);
-///     raw::qlist_insert_after_rcu(a, b);
-/// }
-/// // SAFETY: W1 and W3 as above.
-/// let removed = unsafe { raw::qlist_remove_rcu(a) };
-/// list.domain().synchronize();
-/// // SAFETY: a grace period has elapsed since the removal; we own the pointer.
-/// let a = unsafe { Box::from_raw(removed.as_ptr()) };
-/// assert_eq!(a.v, 1);
-/// ```
-pub mod raw {
-    pub use crate::list::{
-        qlist_insert_after_rcu, qlist_insert_before_rcu, qlist_insert_head_rcu, qlist_remove_rcu,
-    };
-    pub use crate::simpleq::{
-        qsimpleq_insert_after_rcu, qsimpleq_insert_head_rcu, qsimpleq_insert_tail_rcu,
-        qsimpleq_remove_head_rcu, qsimpleq_remove_rcu,
-    };
-    pub use crate::slist::{
-        qslist_insert_after_rcu, qslist_insert_head_rcu, qslist_remove_head_rcu, qslist_remove_rcu,
-    };
-    pub use crate::tailq::{
-        qtailq_insert_after_rcu, qtailq_insert_before_rcu, qtailq_insert_head_rcu,
-        qtailq_insert_tail_rcu, qtailq_remove_rcu,
-    };
-}
+pub mod raw;
 
 #[cfg(all(test, not(loom)))]
 mod test_support;

@@ -7,7 +7,7 @@
 //! reclaimed elements equals the number removed, and no reader ever sees a reclaimed
 //! element: the reclaim callback poisons the element before freeing it, and readers
 //! assert that they never read the poison (under ASan a too-short grace period is a
-//! heap-use-after-free report instead).
+//! heap-use-after-free report instead). The element and helpers are in `common/`.
 //!
 //! Each family runs for about a second in total by default; set `RCU_TORTURE_SECS` to run
 //! each reader count for that many seconds. The default run time shrinks a little under
@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcu_core::{Domain, Memb};
-use rcu_queue::{
-    rcu_link, QList, QListLink, QSList, QSListLink, QSimpleQ, QSimpleQLink, QTailQ, QTailQLink,
-};
+use rcu_queue::{QList, QSList, QSimpleQ, QTailQ};
+
+mod common;
+use common::{Elem, Rng};
 
 mod cfg {
     /// `RCU_Q_LEN` in the C test.
@@ -36,72 +37,8 @@ mod cfg {
     pub const DEFAULT_MS: u64 = 250;
 }
 
-const POISON: u64 = 0xdead_beef_dead_beef;
-
-/// `struct list_element`: a value, the four links, and the counters the reclaim callback
-/// updates.
-struct Elem {
-    val: AtomicU64,
-    ql: QListLink,
-    sq: QSimpleQLink,
-    tq: QTailQLink,
-    sl: QSListLink,
-}
-rcu_link!(Elem, ql: QListLink);
-rcu_link!(Elem, sq: QSimpleQLink);
-rcu_link!(Elem, tq: QTailQLink);
-rcu_link!(Elem, sl: QSListLink);
-
-impl Elem {
-    fn new(v: u64) -> Box<Elem> {
-        Box::new(Elem {
-            val: AtomicU64::new(v),
-            ql: QListLink::new(),
-            sq: QSimpleQLink::new(),
-            tq: QTailQLink::new(),
-            sl: QSListLink::new(),
-        })
-    }
-
-    /// What a reader does with each element it visits.
-    fn read(&self) -> u64 {
-        // Relaxed: the value is only compared with the poison; the element's memory is
-        // kept alive by the critical section (that is what is being tested).
-        let v = self.val.load(Ordering::Relaxed);
-        assert_ne!(v, POISON, "a reader saw a reclaimed element");
-        v
-    }
-}
-
-impl Drop for Elem {
-    fn drop(&mut self) {
-        // The reclaim path poisons the element before its memory goes back to the
-        // allocator, so a reader still looking at it trips the assertion in `read` (and
-        // ASan reports the access after the free).
-        self.val.store(POISON, Ordering::Relaxed);
-    }
-}
-
-/// A tiny xorshift64* PRNG (no dependency).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    }
-}
-
 fn run_time() -> Duration {
-    match std::env::var("RCU_TORTURE_SECS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-    {
-        Some(s) => Duration::from_secs_f64(s),
-        None => Duration::from_millis(cfg::DEFAULT_MS),
-    }
+    common::run_time(Duration::from_millis(cfg::DEFAULT_MS))
 }
 
 /// The per-family operations the test needs, over the list kind's safe API.
