@@ -10,7 +10,7 @@ use crate::sync::{Arc, AtomicU64, Ordering};
 /// A snapshot of a domain's counters ([`Domain::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Grace periods completed.
+    /// Grace periods completed (including those that found nothing to wait for).
     pub grace_periods: u64,
     /// Callbacks queued with `call`/`defer_drop` (including ones not yet run).
     pub callbacks_queued: u64,
@@ -37,6 +37,9 @@ pub struct Stats {
 pub struct GpCookie {
     domain: u64,
     target: u64,
+    /// The quiet-check ticket at the time (a grace period with nothing to wait for that
+    /// began later satisfies the cookie too).
+    quiet: u64,
 }
 
 /// An RCU domain: a grace-period counter, a reader registry, and a call_rcu queue with its
@@ -81,8 +84,7 @@ impl<F: Flavor> Domain<F> {
     /// reader of this domain, or from one of this domain's callbacks: each would deadlock.
     pub fn synchronize(&self) {
         self.gp.check_may_block("synchronize");
-        let target = self.gp.target();
-        self.gp.wait(target);
+        self.gp.synchronize();
     }
 
     /// Panic (before changing anything) if waiting for a grace period here would deadlock.
@@ -141,6 +143,7 @@ impl<F: Flavor> Domain<F> {
     pub fn get_state(&self) -> GpCookie {
         GpCookie {
             domain: self.gp.id,
+            quiet: self.gp.quiet_ticket(),
             target: self.gp.target(),
         }
     }
@@ -154,7 +157,7 @@ impl<F: Flavor> Domain<F> {
     #[inline]
     pub fn poll(&self, cookie: GpCookie) -> bool {
         self.check_cookie(cookie);
-        self.gp.completed() >= cookie.target
+        self.gp.completed() >= cookie.target || self.gp.quiet_since(cookie.quiet)
     }
 
     /// Wait for the grace period of `cookie` unless it has already elapsed
@@ -181,7 +184,7 @@ impl<F: Flavor> Domain<F> {
     pub fn stats(&self) -> Stats {
         let c = self.calls.stats();
         Stats {
-            grace_periods: self.gp.completed(),
+            grace_periods: self.gp.total(),
             callbacks_queued: c.queued,
             callbacks_run: c.run,
             callbacks_panicked: c.panicked,

@@ -306,7 +306,7 @@ mod tests {
     fn nesting<F: Flavor>() {
         let d: Domain<F> = Domain::new();
         let r = d.register();
-        let rec: &Record = &r.rec;
+        let rec: &Record = r.rec();
         let before = rec.ctr.load(std::sync::atomic::Ordering::Relaxed);
         {
             let _a = r.read_lock();
@@ -360,13 +360,13 @@ mod tests {
             }
             let r = d.register();
             let g1 = r.read_lock();
-            let ctr = r.rec.ctr.load(std::sync::atomic::Ordering::Relaxed);
+            let ctr = r.rec().ctr.load(std::sync::atomic::Ordering::Relaxed);
             assert_eq!(ctr & FALLBACK_BIT, bit);
             assert_eq!(ctr & NEST_MASK, 1);
             let g2 = r.read_lock();
             drop(g2);
             drop(g1);
-            assert_eq!(r.rec.ctr.load(std::sync::atomic::Ordering::Relaxed), 0);
+            assert_eq!(r.rec().ctr.load(std::sync::atomic::Ordering::Relaxed), 0);
             d.synchronize();
         }
     }
@@ -376,12 +376,15 @@ mod tests {
         let d: Domain<Qsbr> = Domain::new();
         let mut r = d.register();
         assert!(r.is_online());
-        let before = r.rec.ctr.load(std::sync::atomic::Ordering::Relaxed);
+        let before = r.rec().ctr.load(std::sync::atomic::Ordering::Relaxed);
         let off = r.offline();
-        d.synchronize();
+        // A grace period that bumps the counter (a plain `synchronize` finds every reader
+        // offline and has nothing to wait for).
+        let cookie = d.start_poll();
+        d.cond_synchronize(cookie);
         drop(off);
         r.quiescent_state();
-        let after = r.rec.ctr.load(std::sync::atomic::Ordering::Relaxed);
+        let after = r.rec().ctr.load(std::sync::atomic::Ordering::Relaxed);
         assert!(after > before && after & NEST_MASK == 1);
     }
 }

@@ -3,11 +3,12 @@
 
 use core::fmt;
 use core::marker::PhantomData;
+use core::ptr::NonNull;
 
 use crate::domain::Domain;
 use crate::flavor::{self, Flavor, Qsbr};
-use crate::grace_period::SharedRecord;
 use crate::guard::ReadGuard;
+use crate::record::Record;
 use crate::sync::{AtomicU64, Ordering};
 
 /// A thread's registration with a [`Domain`]: the handle through which it reads.
@@ -29,7 +30,9 @@ use crate::sync::{AtomicU64, Ordering};
 /// assert_eq!(*value.load(&reader.read_lock()), 8);
 /// ```
 pub struct Reader<F: Flavor> {
-    pub(crate) rec: SharedRecord,
+    /// This thread's record: in a slot of the domain's registry, which `domain` keeps
+    /// alive.
+    rec: NonNull<Record>,
     /// `rec.gp`, the domain's key, copied here: a `Reader` has no interior mutability, so a
     /// loop of `read_lock`s keeps this in a register instead of reloading it from the
     /// record (whose atomics forbid that) on every entry.
@@ -39,9 +42,10 @@ pub struct Reader<F: Flavor> {
 }
 
 impl<F: Flavor> Reader<F> {
-    pub(crate) fn new(domain: Domain<F>, rec: SharedRecord) -> Self {
+    pub(crate) fn new(domain: Domain<F>, rec: NonNull<Record>) -> Self {
         Reader {
-            key: rec.gp_ptr(),
+            // SAFETY: `rec` came from the domain's registry, which `domain` keeps alive.
+            key: unsafe { rec.as_ref() }.gp_ptr(),
             rec,
             domain,
             _not_send: PhantomData,
@@ -68,7 +72,15 @@ impl<F: Flavor> Reader<F> {
         // SAFETY: the record is ours (this handle is `!Send`, so we are its thread) and
         // registered with a live domain for as long as `self` is borrowed; `key` is the
         // record's `gp`, copied at construction (neither ever changes).
-        unsafe { ReadGuard::enter_keyed(&self.rec, self.key) }
+        unsafe { ReadGuard::enter_keyed(self.rec(), self.key) }
+    }
+
+    /// This reader's record.
+    #[inline(always)]
+    pub(crate) fn rec(&self) -> &Record {
+        // SAFETY: the record lives in a registry slot that is never freed while the domain
+        // (kept alive by `self.domain`) lives, and it is ours until we unregister in `Drop`.
+        unsafe { self.rec.as_ref() }
     }
 
     /// The domain this reader is registered with.
@@ -80,7 +92,7 @@ impl<F: Flavor> Reader<F> {
     ///
     /// (For QSBR this is only tracked in debug builds; release builds return `false`.)
     pub fn in_critical_section(&self) -> bool {
-        F::in_critical_section(&self.rec)
+        F::in_critical_section(self.rec())
     }
 }
 
@@ -110,29 +122,29 @@ impl Reader<Qsbr> {
     /// ```
     #[inline]
     pub fn quiescent_state(&mut self) {
-        flavor::qsbr_quiescent(&self.rec);
+        flavor::qsbr_quiescent(self.rec());
     }
 
     /// Go offline (`rcu_thread_offline`) until the returned guard is dropped: grace periods
     /// stop waiting for this thread, so it may block for a long time.
     pub fn offline(&mut self) -> OfflineGuard<'_> {
-        flavor::qsbr_offline(&self.rec);
+        flavor::qsbr_offline(self.rec());
         OfflineGuard { reader: self }
     }
 
     /// Go offline without a guard (`rcu_thread_offline`); see [`Reader::thread_online`].
     pub fn thread_offline(&mut self) {
-        flavor::qsbr_offline(&self.rec);
+        flavor::qsbr_offline(self.rec());
     }
 
     /// Come back online (`rcu_thread_online`).
     pub fn thread_online(&mut self) {
-        flavor::qsbr_online(&self.rec);
+        flavor::qsbr_online(self.rec());
     }
 
     /// Whether this reader is online.
     pub fn is_online(&self) -> bool {
-        self.rec.ctr.load(Ordering::Relaxed) != 0
+        self.rec().ctr.load(Ordering::Relaxed) != 0
     }
 
     /// Wait for a grace period from an online QSBR thread: goes offline for the wait (as
@@ -140,11 +152,11 @@ impl Reader<Qsbr> {
     pub fn synchronize(&mut self) {
         let was_online = self.is_online();
         if was_online {
-            flavor::qsbr_offline(&self.rec);
+            flavor::qsbr_offline(self.rec());
         }
         self.domain.synchronize();
         if was_online {
-            flavor::qsbr_online(&self.rec);
+            flavor::qsbr_online(self.rec());
         }
     }
 }
@@ -160,7 +172,7 @@ impl<F: Flavor> Domain<F> {
 
 impl<F: Flavor> Drop for Reader<F> {
     fn drop(&mut self) {
-        self.domain.gp.unregister(&self.rec);
+        self.domain.gp.unregister(self.rec);
     }
 }
 
@@ -168,7 +180,7 @@ impl<F: Flavor> fmt::Debug for Reader<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reader")
             .field("flavor", &F::NAME)
-            .field("record", &**self.rec)
+            .field("record", self.rec())
             .finish()
     }
 }
@@ -180,7 +192,7 @@ pub struct OfflineGuard<'r> {
 
 impl Drop for OfflineGuard<'_> {
     fn drop(&mut self) {
-        flavor::qsbr_online(&self.reader.rec);
+        flavor::qsbr_online(self.reader.rec());
     }
 }
 

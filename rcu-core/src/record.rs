@@ -22,7 +22,6 @@
 
 use core::cell::Cell;
 use core::fmt;
-use std::thread::ThreadId;
 
 use crate::sync::{self, AtomicBool, AtomicU64, Mutex, Ordering};
 
@@ -65,8 +64,9 @@ pub(crate) const fn sequence(v: u64) -> u64 {
 ///
 /// Invariants: `ctr`'s only writer is the owning thread (plus unregistration and the
 /// post-fork fixup, when the owner cannot be running); `nesting` is only touched by the
-/// owning thread; `gp` and `waker` point into the grace-period state that the owning
-/// `Reader` keeps alive (through its `Domain`) for as long as this record can be used.
+/// owning thread; `gp` and `waker` point into the grace-period state that owns the record
+/// (in a registry slot, reused by later registrations but never freed before the domain)
+/// and that the owning `Reader` keeps alive through its `Domain`.
 ///
 /// `pub` only because the sealed flavor trait's methods take it; the module is private, so
 /// nothing outside the crate can name it.
@@ -81,8 +81,6 @@ pub struct Record {
     pub(crate) nesting: Cell<usize>,
     gp: *const AtomicU64,
     waker: *const Waker,
-    pub(crate) owner: ThreadId,
-    pub(crate) name: Option<String>,
 }
 
 // SAFETY: the atomics are shared by design; `nesting` (a `Cell`) is only ever accessed by the
@@ -96,18 +94,15 @@ unsafe impl Sync for Record {}
 unsafe impl Send for Record {}
 
 impl Record {
-    /// A record for the calling thread, for the domain whose counter is `gp` and whose
-    /// leader wake-up is `waker`; `start` is the initial `ctr`.
+    /// A record for the domain whose counter is `gp` and whose leader wake-up is `waker`;
+    /// `start` is the initial `ctr`.
     pub(crate) fn new(gp: &AtomicU64, waker: &Waker, start: u64) -> Self {
-        let t = std::thread::current();
         Record {
             ctr: AtomicU64::new(start),
             waiting: AtomicBool::new(false),
             nesting: Cell::new(0),
             gp,
             waker,
-            owner: t.id(),
-            name: t.name().map(str::to_owned),
         }
     }
 
@@ -163,9 +158,7 @@ impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Record")
             .field("ctr", &self.ctr.load(Ordering::Relaxed))
-            .field("owner", &self.owner)
-            .field("name", &self.name)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

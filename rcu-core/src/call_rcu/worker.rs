@@ -93,11 +93,17 @@ fn round<F: Flavor>(c: &CallRcu<F>) -> Step {
     // rarely. (Not modelled under loom: it changes no outcome, only adds interleavings.)
     #[cfg(not(loom))]
     c.flood.store(len >= FLOOD_YIELD, Ordering::Relaxed);
-    if len > 0 || gp_requested > c.gp.completed() {
+    if gp_requested > c.gp.completed() {
         qsbr_thread::worker_offline();
-        // One grace period for the whole batch (shared with concurrent synchronizers).
+        // A polled grace period was asked for: run real ones (they advance the count that
+        // cookies are checked against); they cover the batch too.
         let target = c.gp.target();
         c.gp.wait(target.max(gp_requested));
+    } else if len > 0 {
+        qsbr_thread::worker_offline();
+        // One grace period for the whole batch (shared with concurrent synchronizers),
+        // unless nothing can be waited for.
+        c.gp.synchronize();
     }
     qsbr_thread::worker_online();
     // SAFETY: the single consumer (see above), and a grace period has elapsed since the

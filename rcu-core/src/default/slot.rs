@@ -82,7 +82,7 @@ impl<F: Flavor> Slot<F> {
     #[inline(never)]
     pub(crate) fn register_slow(&self) -> *const Record {
         let reader = self.domain.register();
-        let p: *const Record = &**reader.rec;
+        let p: *const Record = reader.rec();
         self.rec.with(|r| r.set(p));
         let mut reader = Some(reader);
         let _ = self

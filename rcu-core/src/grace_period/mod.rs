@@ -11,6 +11,14 @@
 //! is never held while waiting for readers, and nothing else is held across a grace period,
 //! so `fork()` can take it at any moment (see `fork.rs`).
 //!
+//! # Nothing to wait for
+//!
+//! [`GracePeriods::quiet`] decides, without a system call, a mutex or an allocation, that no
+//! reader can hold what the caller unpublished: nobody is registered (every flavor), or
+//! every record is idle/offline (mb, qsbr and memb's fence fallback, whose readers execute
+//! full barriers). Memb readers execute no hardware barrier, so only a `membarrier` makes
+//! their `ctr` visible: with a registered memb reader the full grace period runs.
+//!
 //! # Waiting for a reader
 //!
 //! The leader spins on a reader's `ctr` for at most [`SPIN_FOR`] (from the start of the
@@ -22,15 +30,15 @@ mod registry;
 pub(crate) mod stall;
 
 use core::marker::PhantomData;
+use core::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
 use crate::flavor::Flavor;
 use crate::record::{self, Record, Waker};
-use crate::sync::{self, lock, Arc, AtomicU64, Condvar, Mutex, Ordering};
+use crate::sync::{self, fence, lock, AtomicU64, Condvar, Mutex, Ordering};
 use registry::Registry;
-pub(crate) use registry::SharedRecord;
 use stall::{StallReport, Stalls};
 
 /// How long a grace period spins on its readers (in total, from its start) before it parks
@@ -69,6 +77,12 @@ pub(crate) struct GracePeriods<F: Flavor> {
     cv: Condvar,
     /// `state.completed`, mirrored for `poll` (Release at the end of each grace period).
     completed: AtomicU64,
+    /// Tickets of [`quiet`](Self::quiet) checks begun, the highest ticket of one that found
+    /// nothing to wait for, and the number that did not (statistics). A polled cookie is
+    /// satisfied by a quiet check that began after it was taken.
+    quiet_begun: AtomicU64,
+    quiet_done: AtomicU64,
+    quiet_failed: AtomicU64,
     waker: Waker,
     stalls: Stalls,
     _f: PhantomData<F>,
@@ -80,10 +94,13 @@ impl<F: Flavor> GracePeriods<F> {
             ctr: CachePadded::new(AtomicU64::new(record::initial_counter(fallback))),
             fallback,
             id,
-            registry: Registry::default(),
+            registry: Registry::new(),
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
             completed: AtomicU64::new(0),
+            quiet_begun: AtomicU64::new(0),
+            quiet_done: AtomicU64::new(0),
+            quiet_failed: AtomicU64::new(0),
             waker: Waker::default(),
             stalls,
             _f: PhantomData,
@@ -92,31 +109,36 @@ impl<F: Flavor> GracePeriods<F> {
 
     // ----- registration -----
 
-    /// Register the calling thread: a new record (online for qsbr, idle otherwise).
-    pub(crate) fn register(&self) -> SharedRecord {
-        let rec = Arc::new(CachePadded::new(Record::new(&self.ctr, &self.waker, 0)));
-        self.registry.add(&rec, |r| {
-            if F::STARTS_ONLINE {
-                // Under the registry lock: a grace period that scans after us reads this
-                // value (lock ordering), and one that scanned before us bumped the counter
-                // before its scan, so we read the new value (Acquire pairs with the Release
-                // bump) and see what it unpublished.
-                r.ctr
-                    .store(self.ctr.load(Ordering::Acquire), Ordering::Relaxed);
-            }
+    /// Register the calling thread: a record (online for qsbr, idle otherwise) that stays
+    /// valid as long as `self`.
+    pub(crate) fn register(&self) -> NonNull<Record> {
+        let rec = self.registry.claim(&self.ctr, &self.waker, |r| {
+            let start = if F::STARTS_ONLINE {
+                // The current counter, with a full barrier before our first critical
+                // section (the registry's, after this): a grace period that bumped before
+                // we read is seen as passed (Acquire pairs with its Release bump, so we see
+                // what it unpublished), and one that bumps after sees our snapshot as old.
+                self.ctr.load(Ordering::Acquire)
+            } else {
+                0
+            };
+            // Relaxed: ordered by the registry's full barrier that follows.
+            r.ctr.store(start, Ordering::Relaxed);
         });
-        crate::misuse::registered(self.id, &**rec);
+        crate::misuse::registered(self.id, rec.as_ptr());
         rec
     }
 
     /// Unregister `rec` (its thread leaves, or has left, every critical section).
-    pub(crate) fn unregister(&self, rec: &SharedRecord) {
+    pub(crate) fn unregister(&self, rec: NonNull<Record>) {
+        // SAFETY: `rec` came from `register` on this registry, which keeps it alive.
+        let r = unsafe { rec.as_ref() };
         // Leave any online state so a waiting grace period does not wait for us; the full
         // barrier and wake pair with the synchronizer exactly as a read unlock does.
-        crate::flavor::store_full_barrier(&rec.ctr, 0);
-        rec.wake_if_waiting();
-        self.registry.remove(rec);
-        crate::misuse::unregistered(&***rec);
+        crate::flavor::store_full_barrier(&r.ctr, 0);
+        r.wake_if_waiting();
+        crate::misuse::unregistered(rec.as_ptr());
+        self.registry.release(rec);
     }
 
     /// Registered readers.
@@ -128,6 +150,71 @@ impl<F: Flavor> GracePeriods<F> {
     #[track_caller]
     pub(crate) fn check_may_block(&self, what: &str) {
         crate::misuse::check_may_block::<F>(self.id, what);
+    }
+
+    // ----- nothing to wait for -----
+
+    /// Whether a grace period that starts now has nothing to wait for (see the module
+    /// docs), decided without a system call, a mutex or an allocation. The caller
+    /// unpublished what it will free before calling.
+    pub(crate) fn quiet(&self) -> bool {
+        // SeqCst: the ticket is ordered against `quiet_ticket`'s fence (see `poll_quiet`).
+        let ticket = self.quiet_begun.fetch_add(1, Ordering::SeqCst) + 1;
+        // Full barrier: orders the caller's unpublish before the loads below; pairs with
+        // the registry's barrier after registration (memb) or the reader's full barrier
+        // after its `ctr` store (mb, qsbr, fallback), as in pairing 1.
+        fence(Ordering::SeqCst);
+        let quiet = if F::USES_MEMBARRIER && !self.fallback {
+            self.registry.len() == 0
+        } else {
+            self.registry.all_idle()
+        };
+        if quiet {
+            // Release: a poller that Acquire-reads this ticket sees the readers' critical
+            // sections (seen ended by the Acquire loads above) as done.
+            self.quiet_done.fetch_max(ticket, Ordering::Release);
+        } else {
+            // Relaxed: statistics.
+            self.quiet_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        quiet
+    }
+
+    /// The quiet-check ticket for a cookie taken now: a quiet check with a higher ticket
+    /// began after this call.
+    pub(crate) fn quiet_ticket(&self) -> u64 {
+        // The fence orders the caller's unpublish before the ticket read; a quiet check that
+        // draws a later ticket executes its own fence after drawing it, so (the read being
+        // coherence-ordered before that ticket's draw) our fence precedes its fence in the
+        // single total order, and its scan covers what we unpublished.
+        fence(Ordering::SeqCst);
+        self.quiet_begun.load(Ordering::Relaxed)
+    }
+
+    /// Whether a quiet check that began after `ticket` found nothing to wait for.
+    pub(crate) fn quiet_since(&self, ticket: u64) -> bool {
+        // Acquire: pairs with the Release `fetch_max` in `quiet`.
+        self.quiet_done.load(Ordering::Acquire) > ticket
+    }
+
+    /// Wait for a grace period that covers every reader that exists now
+    /// (`synchronize_rcu`), sharing one with concurrent callers.
+    pub(crate) fn synchronize(&self) {
+        if !self.quiet() {
+            let target = self.target();
+            self.wait(target);
+        }
+    }
+
+    /// Grace periods completed, counting those that had nothing to wait for (statistics).
+    pub(crate) fn total(&self) -> u64 {
+        // Relaxed: statistics.
+        let quiet = self.quiet_begun.load(Ordering::Relaxed)
+            - self
+                .quiet_failed
+                .load(Ordering::Relaxed)
+                .min(self.quiet_begun.load(Ordering::Relaxed));
+        self.completed() + quiet
     }
 
     // ----- sharing -----
@@ -197,15 +284,12 @@ impl<F: Flavor> GracePeriods<F> {
         // that Acquire-loads the new value sees what was unpublished before it.
         let new = record::next_counter(self.ctr.load(Ordering::Relaxed));
         self.ctr.store(new, Ordering::Release);
-        let pending = self.registry.blocking(new);
-        if pending.is_empty() {
-            return;
-        }
-        let start = Instant::now();
+        let mut start = None;
         let mut next_report = self.stalls.timeout;
-        for r in &pending {
+        self.registry.for_each_blocking(new, |r| {
+            let start = *start.get_or_insert_with(Instant::now);
             self.wait_reader(r, new, start, &mut next_report);
-        }
+        });
     }
 
     fn wait_reader(&self, r: &Record, new: u64, start: Instant, next_report: &mut Duration) {
