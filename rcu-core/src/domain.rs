@@ -157,7 +157,11 @@ impl<F: Flavor> Domain<F> {
     #[inline]
     pub fn poll(&self, cookie: GpCookie) -> bool {
         self.check_cookie(cookie);
-        self.gp.completed() >= cookie.target || self.gp.quiet_since(cookie.quiet)
+        let done = self.gp.completed() >= cookie.target || self.gp.quiet_since(cookie.quiet);
+        if !done {
+            CallRcu::poll_pending(&self.calls);
+        }
+        done
     }
 
     /// Wait for the grace period of `cookie` unless it has already elapsed

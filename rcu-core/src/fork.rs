@@ -13,15 +13,30 @@
 //! vanished threads are sealed so that the new worker runs them.
 //!
 //! What the child inherits: callbacks queued before the fork and not yet run in the parent
-//! run in the child too (on its copy of the memory), except those the parent's worker had
-//! already taken into a batch at the moment of the fork (leaked in the child, never run
-//! twice). Critical sections of the forking thread are still open in the child, exactly as
-//! in the parent.
+//! run in the child too (on its copy of the memory) once something there starts the worker
+//! (`call`, `barrier`, `poll`), except entries of a sealed chunk the parent's worker had
+//! already taken at the moment of the fork, and a chunk caught between the two steps of a
+//! seal (leaked in the child, never run twice). Critical sections of the forking thread are
+//! still open in the child, exactly as in the parent. A fork from inside a callback keeps
+//! the forking worker as the child's worker; a fork from inside a stall hook keeps the
+//! forking leader leading.
+//!
+//! # What the caller of `fork` must uphold
+//!
+//! `fork()` is an `unsafe` function, and this is part of its contract when the process uses
+//! RCU: in the child, do not use a reference that was read inside another thread's
+//! read-side critical section (for example one handed to the forking thread through a
+//! scoped thread). That thread does not exist in the child, its registration is dropped, and
+//! grace periods there no longer wait for it (liburcu's bulletproof flavor prunes its
+//! registry the same way). The alternative, keeping every vanished reader's open critical
+//! section, would leave the child unable to complete a single grace period whenever another
+//! thread was reading at the moment of the fork.
 //!
 //! Domains reach this module through [`ForkHooks`] only.
 
-use std::cell::RefCell;
-use std::sync::{Mutex, MutexGuard, Once, Weak};
+use core::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard, Weak};
 use std::thread::ThreadId;
 
 use crate::sync::{lock, Arc};
@@ -44,72 +59,95 @@ type Tracked = Vec<Weak<dyn ForkHooks>>;
 type HeldPart = (Vec<Box<dyn Held>>, Arc<dyn ForkHooks>);
 
 static TRACKED: Mutex<Tracked> = Mutex::new(Vec::new());
-static INSTALL: Once = Once::new();
 
-std::thread_local! {
-    /// Held between `prepare` and `parent`/`child`: the parts (kept alive) and the guards
-    /// that borrow them.
-    static HELD: RefCell<Vec<HeldPart>> = const { RefCell::new(Vec::new()) };
-    /// The TRACKED lock, held from `prepare` to `parent`/`child`.
-    static TRACKED_GUARD: RefCell<Option<MutexGuard<'static, Tracked>>> = const { RefCell::new(None) };
-}
+/// What `prepare` holds until `parent`/`child`: the TRACKED lock and the parts' guards.
+/// Not a thread-local: a fork from a late thread-local destructor must find it too.
+struct InFlight(UnsafeCell<Option<(MutexGuard<'static, Tracked>, Vec<HeldPart>)>>);
+
+// SAFETY: the cell is only touched by the thread that holds the TRACKED lock (it is written
+// in `prepare` after taking the lock, and emptied in `release`, which drops that lock last),
+// so accesses never overlap; the guards inside are only dropped by that same thread.
+unsafe impl Sync for InFlight {}
+
+static IN_FLIGHT: InFlight = InFlight(UnsafeCell::new(None));
+
+/// `pthread_atfork` registration: not yet, in progress, done. Not a `Once`: a child forked
+/// while another thread was registering must not wait forever for that vanished thread.
+static INSTALL: AtomicU8 = AtomicU8::new(0);
+const INSTALLING: u8 = 1;
+const INSTALLED: u8 = 2;
 
 /// Have the fork handlers take care of `part` for as long as it lives.
 pub(crate) fn track(part: Arc<dyn ForkHooks>) {
-    // Miri has no `pthread_atfork`; tests under Miri do not fork.
-    #[cfg(not(miri))]
-    INSTALL.call_once(|| {
-        // SAFETY: the three handlers are `extern "C" fn()` with no arguments, as
-        // pthread_atfork requires, and they stay valid for the life of the process.
-        let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-        if rc != 0 {
-            eprintln!("rcu: pthread_atfork failed ({rc}); fork() children cannot use RCU");
-        }
-    });
-    #[cfg(miri)]
-    INSTALL.call_once(|| {
-        // The handlers still exist (and compile) under Miri; nothing forks there.
-        let _handlers: [extern "C" fn(); 3] = [prepare, parent, child];
-    });
+    // Relaxed: the winner of the exchange registers once; a loser goes on without waiting
+    // (a fork in the meantime runs without our handlers, as before any domain existed).
+    if INSTALL
+        .compare_exchange(0, INSTALLING, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        install();
+        INSTALL.store(INSTALLED, Ordering::Relaxed);
+    }
     let mut t = lock(&TRACKED);
     t.retain(|w| w.strong_count() > 0);
     t.push(Arc::downgrade(&part));
 }
 
+#[cfg(not(miri))]
+fn install() {
+    // SAFETY: the three handlers are `extern "C" fn()` with no arguments, as pthread_atfork
+    // requires, and they stay valid for the life of the process.
+    let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    if rc != 0 {
+        crate::unwind::warn(format_args!(
+            "rcu: pthread_atfork failed ({rc}); fork() children cannot use RCU"
+        ));
+    }
+}
+
+/// Miri has no `pthread_atfork`; nothing forks there. The handlers still compile.
+#[cfg(miri)]
+fn install() {
+    let _handlers: [extern "C" fn(); 3] = [prepare, parent, child];
+}
+
 extern "C" fn prepare() {
-    // Keep TRACKED locked across the fork so that no part is added half-way.
+    // Keep TRACKED locked across the fork so that no part is added half-way (and so that a
+    // concurrent fork waits for this one: IN_FLIGHT is ours until `release`).
     let list = lock(&TRACKED);
     let parts: Vec<Arc<dyn ForkHooks>> = list.iter().filter_map(Weak::upgrade).collect();
-    let _ = TRACKED_GUARD.try_with(|g| *g.borrow_mut() = Some(list));
-    let _ = HELD.try_with(|h| {
-        let mut h = h.borrow_mut();
-        for p in parts {
-            let guards = p.hold();
-            // SAFETY: the guards borrow `*p`; we store them next to an `Arc` that keeps `*p`
-            // alive, and `release` drops every guard before its `Arc`. Only the lifetime
-            // changes, not the layout.
-            let guards: Vec<Box<dyn Held>> = unsafe { core::mem::transmute(guards) };
-            h.push((guards, p));
-        }
-    });
+    let mut held = Vec::with_capacity(parts.len());
+    for p in parts {
+        let guards = p.hold();
+        // SAFETY: the guards borrow `*p`; we store them next to an `Arc` that keeps `*p`
+        // alive, and `release` drops every guard before its `Arc`. Only the lifetime
+        // changes, not the layout.
+        let guards: Vec<Box<dyn Held>> = unsafe { core::mem::transmute(guards) };
+        held.push((guards, p));
+    }
+    // SAFETY: we hold the TRACKED lock (in `list`): nobody else touches IN_FLIGHT.
+    unsafe { *IN_FLIGHT.0.get() = Some((list, held)) };
 }
 
 fn release(in_child: bool) {
-    let held = HELD
-        .try_with(|h| core::mem::take(&mut *h.borrow_mut()))
-        .unwrap_or_default();
+    // SAFETY: `prepare` of this fork (on this thread) left the TRACKED lock in the cell, so
+    // we still hold it and nobody else touches IN_FLIGHT.
+    let Some((list, held)) = (unsafe { (*IN_FLIGHT.0.get()).take() }) else {
+        return;
+    };
     let mut parts = Vec::with_capacity(held.len());
     for (guards, p) in held {
         drop(guards);
         parts.push(p);
     }
-    let _ = TRACKED_GUARD.try_with(|g| drop(g.borrow_mut().take()));
     if in_child {
         let me = std::thread::current().id();
         for p in &parts {
             p.child(me);
         }
     }
+    drop(parts);
+    drop(list);
 }
 
 extern "C" fn parent() {

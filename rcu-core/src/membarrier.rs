@@ -52,22 +52,40 @@ pub fn available() -> bool {
     }
     #[cfg(all(target_os = "linux", not(loom), not(miri)))]
     {
-        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVAILABLE.get_or_init(|| {
-            if std::env::var_os("RCU_MEMB_FORCE_FALLBACK").is_some_and(|v| v == "1") {
-                return false;
+        // Not a `OnceLock`: registering can take milliseconds (the kernel waits for a
+        // grace period of its own), and a child forked meanwhile would wait forever for
+        // the vanished initialising thread. Threads that race here both probe and register
+        // (registration is idempotent) and store the same answer.
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static AVAILABLE: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 no, 2 yes
+                                                       // Relaxed: the answer is a fact about the process, not a publication of data.
+        match AVAILABLE.load(Ordering::Relaxed) {
+            1 => false,
+            2 => true,
+            _ => {
+                let yes = probe();
+                AVAILABLE.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+                yes
             }
-            let mask = sys::membarrier(sys::CMD_QUERY);
-            if mask < 0 || mask & sys::CMD_PRIVATE_EXPEDITED as libc::c_long == 0 {
-                return false;
-            }
-            sys::membarrier(sys::CMD_REGISTER_PRIVATE_EXPEDITED) == 0
-        })
+        }
     }
     #[cfg(not(any(loom, all(target_os = "linux", not(miri)))))]
     {
         false
     }
+}
+
+/// Query the kernel and register the process for `PRIVATE_EXPEDITED`.
+#[cfg(all(target_os = "linux", not(loom), not(miri)))]
+fn probe() -> bool {
+    if std::env::var_os("RCU_MEMB_FORCE_FALLBACK").is_some_and(|v| v == "1") {
+        return false;
+    }
+    let mask = sys::membarrier(sys::CMD_QUERY);
+    if mask < 0 || mask & sys::CMD_PRIVATE_EXPEDITED as libc::c_long == 0 {
+        return false;
+    }
+    sys::membarrier(sys::CMD_REGISTER_PRIVATE_EXPEDITED) == 0
 }
 
 /// The grace-period side of the pair: a full barrier on every running thread of the process.

@@ -132,7 +132,11 @@ pub(crate) fn spin_hint() {
 }
 
 #[cfg(loom)]
+pub(crate) use loom::thread::LocalKey;
+#[cfg(loom)]
 pub(crate) use loom::thread_local as tls;
+#[cfg(not(loom))]
+pub(crate) use std::thread::LocalKey;
 #[cfg(not(loom))]
 pub(crate) use std::thread_local as tls;
 

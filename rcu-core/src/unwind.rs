@@ -1,8 +1,16 @@
 //! Running user code (callbacks, the stall hook) so that its panics cannot unwind into the
-//! runtime, including a panic whose payload panics again when dropped.
+//! runtime, including a panic whose payload panics again when dropped; and writing the
+//! runtime's own diagnostics without panicking.
 
 use std::any::Any;
+use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Write one line to stderr, ignoring errors: `eprintln!` panics when stderr is gone (a
+/// closed pipe), which would kill the worker or the grace-period leader that reports.
+pub(crate) fn warn(line: core::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
 
 /// Run `f`; `Err(())` if it panicked. The panic payload is dropped here, and if dropping it
 /// panics too, that second payload is leaked rather than unwound: the caller (a worker

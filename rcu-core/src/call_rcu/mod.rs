@@ -68,7 +68,9 @@ impl<F: Flavor> CallRcu<F> {
     #[cold]
     fn start_lazily(this: &Arc<Self>) {
         if let Err(e) = worker::start(this) {
-            eprintln!("rcu: cannot spawn the call_rcu worker thread ({e}); will retry");
+            crate::unwind::warn(format_args!(
+                "rcu: cannot spawn the call_rcu worker thread ({e}); will retry"
+            ));
         }
     }
 
@@ -97,6 +99,15 @@ impl<F: Flavor> CallRcu<F> {
         }
     }
 
+    /// `poll` found its cookie unsatisfied: make sure a worker serves the request (in a fork
+    /// child the parent's worker is gone until something starts a new one).
+    pub(crate) fn poll_pending(this: &Arc<Self>) {
+        // Acquire: pairs with the Release in `worker::start`.
+        if !this.started.load(Ordering::Acquire) {
+            Self::start_lazily(this);
+        }
+    }
+
     /// Have the worker drive grace periods until `target` has completed.
     pub(crate) fn request_gp(this: &Arc<Self>, target: u64) {
         Self::ensure_worker(this);
@@ -122,7 +133,7 @@ impl<F: Flavor> CallRcu<F> {
         let Some(limit) = self.config.blocking_limit else {
             return;
         };
-        if self.backlog() <= limit || crate::misuse::blocking_hazard::<F>(self.gp.id).is_some() {
+        if self.backlog() <= limit || self.gp.blocking_hazard().is_some() {
             return;
         }
         // Relaxed: statistics.
@@ -155,19 +166,23 @@ impl<F: Flavor> crate::fork::ForkHooks for CallRcu<F> {
     }
 
     fn child(&self, me: std::thread::ThreadId) {
-        {
-            let mut w = lock(&self.worker);
-            // The parent's worker does not exist here: the next call or barrier starts one.
+        let mut w = lock(&self.worker);
+        if w.started && w.thread != Some(me) {
+            // The parent's worker does not exist here: the next call, barrier or poll
+            // starts one. (If the fork came from inside the worker, it goes on in the child
+            // and stays the only consumer.)
             w.started = false;
+            w.thread = None;
             w.kick = false;
+            // Relaxed: the child has one thread.
+            self.started.store(false, Ordering::Relaxed);
+            self.sleeping.store(false, Ordering::Relaxed);
+            // The old handle names the parent's worker; leak it (tiny, and freeing memory
+            // in a fork child gains nothing).
+            self.unparker
+                .store(core::ptr::null_mut(), Ordering::Relaxed);
         }
-        // Relaxed: the child has one thread.
-        self.started.store(false, Ordering::Relaxed);
-        self.sleeping.store(false, Ordering::Relaxed);
-        // The old handle names the parent's worker; leak it (cannot be in use here, but
-        // it is tiny and freeing memory in a fork child gains nothing).
-        self.unparker
-            .store(core::ptr::null_mut(), Ordering::Relaxed);
+        drop(w);
         for p in lock(&self.producers).iter() {
             p.owner_vanished_in_child(me);
         }

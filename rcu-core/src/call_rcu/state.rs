@@ -28,6 +28,8 @@ pub(crate) struct Config {
 pub(crate) struct WorkerState {
     /// A worker thread is running.
     pub(crate) started: bool,
+    /// The worker thread, once it runs (a fork from inside it keeps it in the child).
+    pub(crate) thread: Option<std::thread::ThreadId>,
     /// The last handle of the domain is gone: drain and exit.
     pub(crate) shutdown: bool,
     /// Someone (a barrier, a poll) wants the next snapshot without the batching delay.
@@ -147,7 +149,7 @@ impl<F: Flavor> CallRcu<F> {
     /// The caller is the single consumer that collected `batch`, and a grace period has
     /// elapsed since the collection (or no reader can exist).
     pub(crate) unsafe fn run_batch(&self, batch: Batch, after_each: &mut dyn FnMut()) {
-        let _marker = crate::misuse::RunningCallbacks::enter(self.gp.id);
+        let _marker = crate::misuse::Running::callbacks(self.gp.id);
         let mut reported = 0u64;
         let mut done = 0u64;
         let mut on_each = |e: Entry| {

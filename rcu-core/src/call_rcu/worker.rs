@@ -63,6 +63,7 @@ enum Step {
 }
 
 fn main<F: Flavor>(c: Arc<CallRcu<F>>) {
+    lock(&c.worker).thread = Some(std::thread::current().id());
     let me = Box::into_raw(Box::new(Unparker::current()));
     // Release: a producer that Acquire-loads the handle can use it. An older handle (of the
     // parent's worker, in a fork child) is leaked: a producer may still be using it.
@@ -71,7 +72,9 @@ fn main<F: Flavor>(c: Arc<CallRcu<F>>) {
         match crate::unwind::run_caught(|| round(&c)) {
             Ok(Step::Continue) => {}
             Ok(Step::Exit) => return,
-            Err(()) => eprintln!("rcu: the call_rcu worker recovered from an internal panic"),
+            Err(()) => crate::unwind::warn(format_args!(
+                "rcu: the call_rcu worker recovered from an internal panic"
+            )),
         }
     }
 }
@@ -128,6 +131,7 @@ fn round<F: Flavor>(c: &CallRcu<F>) -> Step {
     }
     if w.shutdown {
         w.started = false;
+        w.thread = None;
         // Release: pairs with the Acquire check in `call` (no handle is left to make one).
         c.started.store(false, Ordering::Release);
         return Step::Exit;

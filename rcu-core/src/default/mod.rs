@@ -10,15 +10,14 @@ mod slot;
 
 use core::cell::{Cell, RefCell};
 use core::ptr;
-use std::sync::LazyLock;
 
 use crate::domain::Domain;
 use crate::flavor::{Flavor, Memb};
 use crate::guard::ReadGuard;
 use crate::record::Record;
-use slot::{Owner, Slot, Teardown};
+use slot::{DefaultDomain, Owner, Slot, Teardown};
 
-static DEFAULT: LazyLock<Domain<Memb>> = LazyLock::new(Domain::new);
+static DEFAULT: DefaultDomain<Memb> = DefaultDomain::new();
 
 std::thread_local! {
     static REC: Cell<*const Record> = const { Cell::new(ptr::null()) };
@@ -43,7 +42,7 @@ static SLOT: Slot<Memb> = Slot {
 
 /// The process-wide default (memb) domain.
 pub fn default_domain() -> &'static Domain<Memb> {
-    &DEFAULT
+    DEFAULT.get()
 }
 
 /// Enter a read-side critical section of the default domain (`rcu_read_lock`); dropping
@@ -86,19 +85,19 @@ pub fn rcu_read_unlock<F: Flavor>(guard: ReadGuard<'_, F>) {
 ///
 /// Inside a read-side critical section or a callback of the default domain (deadlock).
 pub fn synchronize_rcu() {
-    DEFAULT.synchronize();
+    DEFAULT.get().synchronize();
 }
 
 /// Run `f` after a grace period of the default domain, on its worker thread (`call_rcu`).
 #[inline]
 pub fn call_rcu<C: FnOnce() + Send + 'static>(f: C) {
-    DEFAULT.call(f);
+    DEFAULT.get().call(f);
 }
 
 /// Drop `value` after a grace period of the default domain (`defer_rcu`/`kfree_rcu`).
 #[inline]
 pub fn defer_drop<T: Send + 'static>(value: T) {
-    DEFAULT.defer_drop(value);
+    DEFAULT.get().defer_drop(value);
 }
 
 /// Wait until every callback queued on the default domain so far has run (`rcu_barrier`).
@@ -107,7 +106,7 @@ pub fn defer_drop<T: Send + 'static>(value: T) {
 ///
 /// Inside a read-side critical section or a callback of the default domain (deadlock).
 pub fn rcu_barrier() {
-    DEFAULT.barrier();
+    DEFAULT.get().barrier();
 }
 
 /// Register the calling thread with the default domain (`rcu_register_thread`). Optional:

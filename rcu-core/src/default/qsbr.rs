@@ -33,9 +33,8 @@
 use core::cell::{Cell, RefCell};
 use core::mem::ManuallyDrop;
 use core::ptr;
-use std::sync::LazyLock;
 
-use super::slot::{Owner, Slot, Teardown};
+use super::slot::{DefaultDomain, Owner, Slot, Teardown};
 use crate::domain::Domain;
 use crate::flavor::{self, Qsbr};
 use crate::guard::ReadGuard;
@@ -43,7 +42,7 @@ use crate::qsbr_thread::{sections, NESTING, REC, TEARDOWN};
 use crate::reader::Reader;
 use crate::sync::Ordering;
 
-static DEFAULT_QSBR: LazyLock<Domain<Qsbr>> = LazyLock::new(Domain::new);
+static DEFAULT_QSBR: DefaultDomain<Qsbr> = DefaultDomain::new();
 
 std::thread_local! {
     static OWNER: Owner<Qsbr> = const {
@@ -87,7 +86,7 @@ fn release_kept() {
 
 /// The process-wide QSBR domain.
 pub fn default_domain() -> &'static Domain<Qsbr> {
-    &DEFAULT_QSBR
+    DEFAULT_QSBR.get()
 }
 
 /// A read-side critical section of the QSBR default domain. Derefs to a [`ReadGuard`], so
@@ -225,13 +224,13 @@ fn offline_around<R>(f: impl FnOnce() -> R) -> R {
 /// Inside a read-side critical section or a callback of this domain.
 pub fn synchronize_rcu() {
     assert_outside("synchronize_rcu");
-    offline_around(|| DEFAULT_QSBR.synchronize());
+    offline_around(|| DEFAULT_QSBR.get().synchronize());
 }
 
 /// Run `f` after a grace period (`call_rcu`). Never blocks.
 #[inline]
 pub fn call_rcu<C: FnOnce() + Send + 'static>(f: C) {
-    DEFAULT_QSBR.call(f);
+    DEFAULT_QSBR.get().call(f);
 }
 
 /// Wait for every callback queued so far (`rcu_barrier`); an online caller goes offline
@@ -242,7 +241,7 @@ pub fn call_rcu<C: FnOnce() + Send + 'static>(f: C) {
 /// Inside a read-side critical section or a callback of this domain.
 pub fn rcu_barrier() {
     assert_outside("rcu_barrier");
-    offline_around(|| DEFAULT_QSBR.barrier());
+    offline_around(|| DEFAULT_QSBR.get().barrier());
 }
 
 /// Register the calling thread, online (`rcu_register_thread`). Idempotent. During thread

@@ -11,13 +11,62 @@
 
 use core::cell::{Cell, RefCell};
 use core::ptr;
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::thread::LocalKey;
 
 use crate::domain::Domain;
 use crate::flavor::Flavor;
 use crate::reader::Reader;
 use crate::record::Record;
+
+/// A process-wide default domain, created on first use and never freed.
+///
+/// Not a `LazyLock`: a child forked while another thread was creating the domain would wait
+/// forever for that vanished thread. Threads that race here each build a domain; one is
+/// installed, the others are dropped unused.
+pub(crate) struct DefaultDomain<F: Flavor> {
+    ptr: AtomicPtr<Domain<F>>,
+}
+
+impl<F: Flavor> DefaultDomain<F> {
+    pub(crate) const fn new() -> Self {
+        DefaultDomain {
+            ptr: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// The domain, created on first use.
+    #[inline]
+    pub(crate) fn get(&self) -> &'static Domain<F> {
+        // Acquire: pairs with the Release exchange in `create` (the domain is initialised).
+        let p = self.ptr.load(Ordering::Acquire);
+        if p.is_null() {
+            return self.create();
+        }
+        // SAFETY: a non-null pointer is an installed domain, leaked (never freed).
+        unsafe { &*p }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn create(&self) -> &'static Domain<F> {
+        let new = Box::into_raw(Box::new(Domain::new()));
+        // AcqRel: publish ours (Release), or see the winner's (Acquire).
+        match self
+            .ptr
+            .compare_exchange(ptr::null_mut(), new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            // SAFETY: installed and never freed.
+            Ok(_) => unsafe { &*new },
+            Err(winner) => {
+                // SAFETY: `new` lost the race and was never shared: free it.
+                drop(unsafe { Box::from_raw(new) });
+                // SAFETY: the installed domain, never freed.
+                unsafe { &*winner }
+            }
+        }
+    }
+}
 
 /// What a default domain does at thread teardown.
 pub(crate) struct Teardown<F: Flavor> {
@@ -34,7 +83,7 @@ pub(crate) struct Teardown<F: Flavor> {
 pub(crate) struct Slot<F: Flavor> {
     pub(crate) rec: &'static LocalKey<Cell<*const Record>>,
     pub(crate) owner: &'static LocalKey<Owner<F>>,
-    pub(crate) domain: &'static LazyLock<Domain<F>>,
+    pub(crate) domain: &'static DefaultDomain<F>,
     pub(crate) teardown: Teardown<F>,
 }
 
@@ -81,7 +130,7 @@ impl<F: Flavor> Slot<F> {
     #[cold]
     #[inline(never)]
     pub(crate) fn register_slow(&self) -> *const Record {
-        let reader = self.domain.register();
+        let reader = self.domain.get().register();
         let p: *const Record = reader.rec();
         self.rec.with(|r| r.set(p));
         let mut reader = Some(reader);

@@ -101,8 +101,17 @@
 //! (the next caller leads a new one), and the call_rcu worker restarts on demand. Critical
 //! sections of the forking thread stay open in the child (and a QSBR forking thread stays
 //! online). Callbacks queued before the fork and not yet run in the parent run in the
-//! child too, except those the parent's worker had already taken into a batch at that
-//! moment (leaked in the child, never run twice).
+//! child too once something there starts the worker (`call`, `barrier`, `poll`), except
+//! entries the parent's worker had already taken off a sealed chunk, or a chunk caught in
+//! the middle of a seal (leaked in the child, never run twice). A fork from inside a
+//! callback keeps the forking thread as the child's worker.
+//!
+//! **The caller's part** (`fork` is `unsafe`): in the child, do not use a reference read
+//! inside *another* thread's critical section (handed to the forking thread, say through a
+//! scoped thread): that thread's registration is dropped in the child, as liburcu's
+//! bulletproof flavor prunes its registry, so grace periods there no longer wait for it.
+//! Keeping vanished readers instead would leave the child unable to complete a grace period
+//! whenever another thread happened to be reading at the moment of the fork.
 //!
 //! ## Platforms
 //!

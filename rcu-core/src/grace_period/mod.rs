@@ -62,6 +62,9 @@ const MAX_PARK: Duration = Duration::from_millis(100);
 struct State {
     completed: u64,
     in_progress: bool,
+    /// The thread leading the grace period in progress (a fork from inside it, in its stall
+    /// hook, keeps it leading in the child).
+    leader: Option<std::thread::ThreadId>,
 }
 
 /// A domain's grace-period side.
@@ -149,7 +152,16 @@ impl<F: Flavor> GracePeriods<F> {
     /// Panic if waiting for a grace period of this domain here would deadlock.
     #[track_caller]
     pub(crate) fn check_may_block(&self, what: &str) {
-        crate::misuse::check_may_block::<F>(self.id, what);
+        if let Some(hazard) = self.blocking_hazard() {
+            panic!("rcu: {what}() called {hazard}");
+        }
+    }
+
+    /// Why waiting for a grace period of this domain here would deadlock, if it would.
+    pub(crate) fn blocking_hazard(&self) -> Option<&'static str> {
+        crate::misuse::blocking_hazard::<F>(self.id, || {
+            self.registry.owned_by(std::thread::current().id())
+        })
     }
 
     // ----- nothing to wait for -----
@@ -249,13 +261,17 @@ impl<F: Flavor> GracePeriods<F> {
                 continue;
             }
             st.in_progress = true;
+            st.leader = Some(std::thread::current().id());
             drop(st);
             /// Lets others lead if `run` unwinds (it contains every panic of user code, so
             /// only an internal bug could get here).
             struct Reset<'a, F: Flavor>(&'a GracePeriods<F>);
             impl<F: Flavor> Drop for Reset<'_, F> {
                 fn drop(&mut self) {
-                    lock(&self.0.state).in_progress = false;
+                    let mut st = lock(&self.0.state);
+                    st.in_progress = false;
+                    st.leader = None;
+                    drop(st);
                     self.0.cv.notify_all();
                 }
             }
@@ -268,6 +284,7 @@ impl<F: Flavor> GracePeriods<F> {
             // established (its readers' critical sections happen-before this store).
             self.completed.store(st.completed, Ordering::Release);
             st.in_progress = false;
+            st.leader = None;
             self.cv.notify_all();
         }
     }
@@ -329,6 +346,7 @@ impl<F: Flavor> GracePeriods<F> {
 
     #[cold]
     fn report_stall(&self, new: u64, waited: Duration) {
+        let _marker = crate::misuse::Running::stall_hook(self.id);
         self.stalls.report(StallReport {
             flavor: F::NAME,
             grace_period: record::sequence(new),
@@ -357,8 +375,14 @@ impl<F: Flavor> crate::fork::ForkHooks for GracePeriods<F> {
 
     fn child(&self, me: std::thread::ThreadId) {
         // A leader in the parent does not exist here: the next caller leads afresh (the
-        // counter may or may not have been bumped; either is a valid counter value).
-        lock(&self.state).in_progress = false;
+        // counter may or may not have been bumped; either is a valid counter value). If
+        // the fork came from the leader itself (its stall hook), it goes on leading.
+        let mut st = lock(&self.state);
+        if st.leader != Some(me) {
+            st.in_progress = false;
+            st.leader = None;
+        }
+        drop(st);
         self.registry.keep_only(me);
         *lock(&self.waker.thread) = None;
     }

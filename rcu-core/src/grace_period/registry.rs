@@ -188,6 +188,20 @@ impl Registry {
             .collect()
     }
 
+    /// The records held by thread `me` (for misuse checks when that thread's own list of
+    /// records is gone: late thread-local destructors).
+    pub(crate) fn owned_by(&self, me: ThreadId) -> Vec<NonNull<Record>> {
+        let _held = lock(&self.lock);
+        self.slots()
+            .filter(|s| {
+                // SAFETY: under the mutex.
+                let h = unsafe { &*s.holder.get() };
+                h.in_use && h.owner == me
+            })
+            .map(|s| NonNull::from(&*s.rec))
+            .collect()
+    }
+
     /// Hold the registry mutex (across a fork).
     #[cfg(not(loom))]
     pub(crate) fn hold(&self) -> crate::sync::MutexGuard<'_, ()> {

@@ -87,10 +87,12 @@ impl Stalls {
         self.count.fetch_add(1, Ordering::Relaxed);
         let outcome = crate::unwind::run_caught(|| match &self.hook {
             Some(h) => h(&report),
-            None => eprintln!("{report}"),
+            None => crate::unwind::warn(format_args!("{report}")),
         });
         if outcome.is_err() {
-            eprintln!("rcu: the stall hook panicked (ignored): {report}");
+            crate::unwind::warn(format_args!(
+                "rcu: the stall hook panicked (ignored): {report}"
+            ));
         }
     }
 
