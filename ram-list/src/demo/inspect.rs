@@ -4,7 +4,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 
-use ram_list::{load, LoadOptions, RamList};
+use ram_list::migration::{load, LoadOptions};
+use ram_list::RamList;
 use rcu_core::{Domain, Memb};
 
 use super::DemoError;

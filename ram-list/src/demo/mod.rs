@@ -8,7 +8,7 @@
 //! QEMU refuses `device_add`/`device_del` while migrating. Here the hotplug thread keeps
 //! running during the migration, and both ends stay coherent:
 //!
-//! * the source's [`RamSaver`] notices a new `ram_list.version` at the start of every
+//! * the source's [`RamSaver`](ram_list::migration::RamSaver) notices a new `ram_list.version` at the start of every
 //!   iteration (it keeps no block pointer between iterations, only idstrs and offsets),
 //!   restarts its round, and sends a fresh `MEM_SIZE` record before any page of a new
 //!   block; a new block is born all-dirty, so all its pages follow;
@@ -19,7 +19,7 @@
 //! for the whole migration (it still races the vCPUs' RCU lookups before), and the saver
 //! runs in strict mode, where a block-set change would be an error.
 //!
-//! [`BlockPolicy::Mirror`]: ram_list::BlockPolicy::Mirror
+//! [`BlockPolicy::Mirror`]: ram_list::migration::BlockPolicy::Mirror
 
 pub mod inspect;
 
@@ -32,9 +32,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ram_list::{
-    load, LoadOptions, LoadReport, MigrationWriter, RamList, SaveOptions, SaveStats, PAGE_SIZE,
+use ram_list::migration::{
+    load, LoadError, LoadOptions, LoadReport, MigrationWriter, SaveOptions, SaveStats,
 };
+use ram_list::{RamList, PAGE_SIZE};
 use rcu_core::{Domain, Memb, Stats};
 
 use crate::{DemoArgs, Transport};
@@ -533,7 +534,7 @@ fn migrate(
         Source::Live(rx) => {
             let (dst, dd) = (dst.clone(), dst_domain.clone());
             let h = thread::Builder::new().name("destination".into()).spawn(
-                move || -> Result<(LoadReport, Instant), ram_list::LoadError> {
+                move || -> Result<(LoadReport, Instant), LoadError> {
                     let r = dd.register();
                     let rx = BufReader::with_capacity(1 << 20, rx);
                     let rep = load(&dst, rx, &LoadOptions::mirror(1 << 40), &r)?;

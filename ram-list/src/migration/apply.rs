@@ -1,0 +1,272 @@
+//! [`Destination`]: applies decoded RAM records to the destination list (the part of
+//! QEMU's `ram_load_precopy` after the parsing). A page is written under one short
+//! read-side critical section; a `MEM_SIZE` record is applied under the list's writer lock
+//! and no critical section at all.
+
+use std::collections::{HashMap, HashSet};
+
+use rcu_core::{Flavor, ReadGuard, Reader};
+
+use super::error::{LoadError, LoadErrorKind};
+use super::format::BlockEntry;
+use super::names::BlockNames;
+use super::options::{BlockPolicy, LoadOptions};
+use super::stats::{BlockLoadStats, LoadStats};
+use crate::block::RamBlock;
+use crate::memory::{self, PAGE_WORDS};
+use crate::translator::Sighting;
+use crate::RamList;
+
+/// What a page record puts in its page.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum PageData<'d> {
+    /// A PAGE record's 4096 bytes.
+    Bytes(&'d [u8]),
+    /// A ZERO record's fill byte.
+    Fill(u8),
+}
+
+/// The block of the last page (QEMU's static `block` in `ram_block_from_stream`), for
+/// CONTINUE: kept by name, with a sighting that saves the lookup while the list is
+/// unchanged.
+#[derive(Debug)]
+struct Current {
+    name: String,
+    sighting: Sighting,
+    /// Index of the block in `LoadStats::blocks`.
+    stats: usize,
+}
+
+/// The destination side of a load: the list, the policy, the counters, and what the
+/// loader remembers between records.
+#[derive(Debug)]
+pub(super) struct Destination<'l, F: Flavor> {
+    list: &'l RamList<F>,
+    policy: BlockPolicy,
+    pub(super) stats: LoadStats,
+    /// `stats.blocks` by idstr.
+    stats_index: HashMap<String, usize>,
+    current: Option<Current>,
+    names: BlockNames,
+}
+
+impl<'l, F: Flavor> Destination<'l, F> {
+    pub(super) fn new(list: &'l RamList<F>, opts: &LoadOptions) -> Self {
+        Destination {
+            list,
+            policy: opts.policy,
+            stats: LoadStats::default(),
+            stats_index: HashMap::new(),
+            current: None,
+            names: BlockNames::default(),
+        }
+    }
+
+    /// The slot of `idstr` in `stats.blocks`, made on first use.
+    fn stats_slot(&mut self, idstr: &str) -> usize {
+        if let Some(&i) = self.stats_index.get(idstr) {
+            return i;
+        }
+        self.stats.blocks.push(BlockLoadStats {
+            idstr: idstr.to_owned(),
+            ..Default::default()
+        });
+        let i = self.stats.blocks.len() - 1;
+        self.stats_index.insert(idstr.to_owned(), i);
+        i
+    }
+
+    /// A PAGE or ZERO record at stream offset `at`: page `addr` of `block` (`None`:
+    /// CONTINUE), written under one critical section of `reader`.
+    pub(super) fn page(
+        &mut self,
+        at: u64,
+        block: Option<&str>,
+        addr: u64,
+        data: PageData<'_>,
+        reader: &Reader<F>,
+    ) -> Result<(), LoadError> {
+        let guard = reader.read_lock();
+        let (b, stats) = self.page_block(at, block, &guard)?;
+        let Some(words) = b.page_words(addr) else {
+            return Err(LoadError::new(
+                at,
+                LoadErrorKind::PageOutOfRange {
+                    idstr: b.idstr().to_owned(),
+                    addr,
+                    used_length: b.used_length(),
+                },
+            ));
+        };
+        let s = &mut self.stats.blocks[stats];
+        match data {
+            PageData::Bytes(page) => {
+                memory::store_words(&words[..PAGE_WORDS], page);
+                self.stats.data_pages += 1;
+                s.data_pages += 1;
+            }
+            PageData::Fill(fill) => {
+                // QEMU's ram_handle_zero: skip the write (and the page fault) when the
+                // page is already zero.
+                if fill != 0 || !memory::words_are_zero(words) {
+                    memory::fill_words(words, fill);
+                }
+                self.stats.zero_pages += 1;
+                s.zero_pages += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The block a page record names (or the current one for CONTINUE), which becomes the
+    /// current block, and its slot in `stats.blocks`.
+    fn page_block<'g>(
+        &mut self,
+        at: u64,
+        block: Option<&str>,
+        guard: &'g ReadGuard<'_, F>,
+    ) -> Result<(&'g RamBlock, usize), LoadError>
+    where
+        'l: 'g,
+    {
+        let list: &'g RamList<F> = self.list;
+        let name = match (block, &self.current) {
+            (None, None) => return Err(LoadError::new(at, LoadErrorKind::ContinueWithoutBlock)),
+            (None, Some(c)) => c.name.as_str(),
+            (Some(n), _) => n,
+        };
+        if let Some(c) = &self.current {
+            if c.name == name {
+                if let Some(b) = c.sighting.get(list, guard) {
+                    return Ok((b, c.stats));
+                }
+            }
+        }
+        let Some((b, sighting)) = self.names.find(list, name, guard) else {
+            return Err(LoadError::new(
+                at,
+                LoadErrorKind::UnknownBlock {
+                    idstr: name.to_owned(),
+                },
+            ));
+        };
+        let name = name.to_owned();
+        let stats = self.stats_slot(&name);
+        self.current = Some(Current {
+            name,
+            sighting,
+            stats,
+        });
+        Ok((b, stats))
+    }
+
+    /// A `MEM_SIZE` record at stream offset `at`: apply the policy under the writer lock
+    /// (no critical section is held).
+    pub(super) fn mem_size(&mut self, at: u64, entries: &[BlockEntry]) -> Result<(), LoadError> {
+        self.stats.mem_size_records += 1;
+        // The current block may change or disappear.
+        self.current = None;
+        for e in entries {
+            let i = self.stats_slot(&e.idstr);
+            self.stats.blocks[i].length = e.length;
+        }
+        match self.policy {
+            BlockPolicy::Existing => self.apply_existing(entries),
+            BlockPolicy::Mirror { max_total_bytes } => {
+                self.apply_mirror(at, entries, max_total_bytes)
+            }
+        }
+    }
+
+    /// QEMU's rule: every block exists; a resizeable one takes the stream's length.
+    fn apply_existing(&mut self, entries: &[BlockEntry]) -> Result<(), LoadError> {
+        let mut w = self.list.lock();
+        for e in entries {
+            let Some(b) = w.block_by_name(&e.idstr) else {
+                return Err(LoadError::new(
+                    e.offset,
+                    LoadErrorKind::UnknownBlock {
+                        idstr: e.idstr.clone(),
+                    },
+                ));
+            };
+            let (offset, used) = (b.offset(), b.used_length());
+            if used == e.length {
+                continue;
+            }
+            if !b.is_resizeable() {
+                return Err(LoadError::new(
+                    e.offset,
+                    LoadErrorKind::LengthMismatch {
+                        idstr: e.idstr.clone(),
+                        stream: e.length,
+                        local: used,
+                    },
+                ));
+            }
+            w.resize(offset, e.length)
+                .map_err(|source| LoadError::block(e.offset, &e.idstr, source))?;
+            self.stats.block_changes += 1;
+        }
+        Ok(())
+    }
+
+    /// Make the block set equal to `entries`.
+    fn apply_mirror(
+        &mut self,
+        at: u64,
+        entries: &[BlockEntry],
+        max_total_bytes: u64,
+    ) -> Result<(), LoadError> {
+        let total: u64 = entries.iter().map(|e| e.length).sum();
+        if total > max_total_bytes {
+            return Err(LoadError::new(
+                at,
+                LoadErrorKind::OverMemoryLimit {
+                    needed: total,
+                    limit: max_total_bytes,
+                },
+            ));
+        }
+        let mut w = self.list.lock();
+        for e in entries {
+            let err = |source| LoadError::block(e.offset, &e.idstr, source);
+            let existing = w.block_by_name(&e.idstr).map(|b| {
+                (
+                    b.offset(),
+                    b.used_length(),
+                    b.max_length(),
+                    b.is_resizeable(),
+                )
+            });
+            match existing {
+                Some((_, used, _, _)) if used == e.length => continue,
+                Some((offset, _, max, true)) if e.length <= max => {
+                    w.resize(offset, e.length).map_err(err)?;
+                }
+                Some((offset, ..)) => {
+                    w.free(offset).map_err(err)?;
+                    let a = w.alloc(e.length).map_err(err)?;
+                    w.set_idstr(a, None, &e.idstr).map_err(err)?;
+                }
+                None => {
+                    let a = w.alloc(e.length).map_err(err)?;
+                    w.set_idstr(a, None, &e.idstr).map_err(err)?;
+                }
+            }
+            self.stats.block_changes += 1;
+        }
+        let listed: HashSet<&str> = entries.iter().map(|e| e.idstr.as_str()).collect();
+        let gone: Vec<(u64, String)> = w
+            .iter()
+            .filter(|b| !b.idstr().is_empty() && !listed.contains(b.idstr()))
+            .map(|b| (b.offset(), b.idstr().to_owned()))
+            .collect();
+        for (offset, idstr) in gone {
+            w.free(offset)
+                .map_err(|source| LoadError::block(at, &idstr, source))?;
+            self.stats.block_changes += 1;
+        }
+        Ok(())
+    }
+}

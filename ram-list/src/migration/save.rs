@@ -1,0 +1,410 @@
+//! [`RamSaver`]: the source side of the RAM section (QEMU's `RAMState` with
+//! `ram_save_setup`, `ram_save_iterate`, `ram_save_complete` and
+//! `migration_bitmap_sync`). Sending the pages is in `send.rs`.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use rcu_core::{Flavor, ReadGuard};
+
+use super::error::SaveError;
+use super::format::{BlockEntry, RamRecord};
+use super::options::SaveOptions;
+use super::stats::{IterateStatus, SaveStats};
+use crate::block::RamBlock;
+use crate::dirty::DirtyClient;
+use crate::memory::PAGE_SIZE;
+use crate::RamList;
+
+/// One block as the saver (and so the destination) knows it: plain data, no reference.
+#[derive(Debug, Clone)]
+pub(super) struct SaveBlock {
+    pub(super) idstr: String,
+    pub(super) offset: u64,
+    pub(super) used_length: u64,
+    /// Migration bitmap (QEMU's `rb->bmap`): bit `i` = page `i` still to send.
+    pub(super) bitmap: Vec<u64>,
+    pub(super) dirty: u64,
+}
+
+impl SaveBlock {
+    pub(super) fn pages(&self) -> u64 {
+        self.used_length / PAGE_SIZE
+    }
+
+    fn all_dirty(idstr: String, offset: u64, used_length: u64) -> Self {
+        let pages = used_length / PAGE_SIZE;
+        let mut bitmap = vec![u64::MAX; pages.div_ceil(64) as usize];
+        if pages % 64 != 0 {
+            if let Some(last) = bitmap.last_mut() {
+                *last = (1u64 << (pages % 64)) - 1;
+            }
+        }
+        SaveBlock {
+            idstr,
+            offset,
+            used_length,
+            bitmap,
+            dirty: pages,
+        }
+    }
+
+    fn recount(&mut self) {
+        self.dirty = self.bitmap.iter().map(|w| u64::from(w.count_ones())).sum();
+    }
+
+    /// First dirty page at or after `from`.
+    pub(super) fn next_dirty(&self, from: u64) -> Option<u64> {
+        let pages = self.pages();
+        let mut w = (from / 64) as usize;
+        if from >= pages {
+            return None;
+        }
+        let mut word = self.bitmap[w] & (u64::MAX << (from % 64));
+        loop {
+            if word != 0 {
+                let p = w as u64 * 64 + u64::from(word.trailing_zeros());
+                return (p < pages).then_some(p);
+            }
+            w += 1;
+            if w >= self.bitmap.len() {
+                return None;
+            }
+            word = self.bitmap[w];
+        }
+    }
+
+    pub(super) fn clear(&mut self, page: u64) {
+        self.bitmap[(page / 64) as usize] &= !(1u64 << (page % 64));
+        self.dirty -= 1;
+    }
+}
+
+/// The save side of the RAM section: QEMU's `RAMState` with `ram_save_setup`,
+/// `ram_save_iterate`, `ram_save_complete` and `migration_bitmap_sync`.
+///
+/// Each call runs inside the caller's read-side critical section and keeps no block
+/// reference across calls (see the [module docs](super)).
+///
+/// ```
+/// use rcu_core::{Domain, Memb};
+/// use ram_list::migration::{load, LoadOptions, MigrationWriter, SaveOptions};
+/// use ram_list::RamList;
+///
+/// let domain: Domain<Memb> = Domain::new();
+/// let reader = domain.register();
+/// let src = RamList::new_in(&domain);
+/// let addr = src.alloc_named("pc.ram", 64 * 4096).unwrap();
+/// src.write(addr + 4096, b"hello", &reader.read_lock()).unwrap();
+///
+/// // Source: setup, one iteration, complete, into any `Write`.
+/// let mut out = MigrationWriter::new(Vec::new(), "demo", SaveOptions::default()).unwrap();
+/// out.setup(&src, &reader.read_lock()).unwrap();
+/// out.iterate(&src, u64::MAX, &reader.read_lock()).unwrap();
+/// let stream = out.complete(&src, &reader.read_lock()).unwrap();
+///
+/// // Destination: a list with the same block, loaded from any `Read`.
+/// let dst = RamList::new_in(&domain);
+/// dst.alloc_named("pc.ram", 64 * 4096).unwrap();
+/// let report = load(&dst, &stream[..], &LoadOptions::default(), &reader).unwrap();
+/// assert_eq!(report.stats.data_pages, 1);
+/// let mut buf = [0u8; 5];
+/// let g = reader.read_lock();
+/// dst.block_by_name("pc.ram", &g).unwrap().read(4096, &mut buf).unwrap();
+/// assert_eq!(&buf, b"hello");
+/// ```
+#[derive(Debug)]
+pub struct RamSaver {
+    pub(super) opts: SaveOptions,
+    set_up: bool,
+    /// `ram_list.version` when `blocks` was built (QEMU's `last_version`).
+    last_version: u64,
+    pub(super) blocks: Vec<SaveBlock>,
+    /// Resume position: (index into `blocks`, page), QEMU's `last_seen_block`/`last_page`
+    /// as plain data.
+    pub(super) pos: (usize, u64),
+    /// A `MEM_SIZE` record is owed to the destination before the next page.
+    pub(super) mem_size_owed: bool,
+    /// Strict mode saw the block set change: every later call fails the same way.
+    failed: Option<String>,
+    pub(super) stats: SaveStats,
+    /// Small records (MEM_SIZE, EOS) waiting to be written.
+    pub(super) buf: Vec<u8>,
+    /// The parallel mode's batch buffer, reused between calls.
+    #[cfg(feature = "rayon")]
+    pub(super) par_buf: Vec<u8>,
+}
+
+impl RamSaver {
+    /// A saver with `opts`; nothing is written until [`RamSaver::setup`].
+    pub fn new(opts: SaveOptions) -> Self {
+        RamSaver {
+            opts,
+            set_up: false,
+            last_version: 0,
+            blocks: Vec::new(),
+            pos: (0, 0),
+            mem_size_owed: false,
+            failed: None,
+            stats: SaveStats::default(),
+            buf: Vec::new(),
+            #[cfg(feature = "rayon")]
+            par_buf: Vec::new(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SaveStats {
+        self.stats
+    }
+
+    /// Dirty pages waiting to be sent (QEMU's `ram_bytes_remaining() / page size`).
+    pub fn remaining(&self) -> u64 {
+        self.blocks.iter().map(|b| b.dirty).sum()
+    }
+
+    /// `(idstr, used_length)` of every block the destination has been told about.
+    pub fn blocks(&self) -> Vec<(String, u64)> {
+        self.blocks
+            .iter()
+            .map(|b| (b.idstr.clone(), b.used_length))
+            .collect()
+    }
+
+    /// `ram_save_setup`: write `total | MEM_SIZE`, the block list and EOS; every page of
+    /// every block starts dirty (the bulk stage), and the global MIGRATION dirty bits of
+    /// the blocks are cleared (they are covered by the bulk stage).
+    pub fn setup<F: Flavor, W: Write + ?Sized>(
+        &mut self,
+        list: &RamList<F>,
+        w: &mut W,
+        guard: &ReadGuard<'_, F>,
+    ) -> Result<IterateStatus, SaveError> {
+        list.check_guard(guard);
+        // Acquire, and before the traversal: every list change covered by this version
+        // is visible to the traversal below (pairs with the writer's Release bump).
+        self.last_version = list.version();
+        self.blocks = migratable(list, guard)
+            .map(|b| SaveBlock::all_dirty(b.idstr().to_owned(), b.offset(), b.used_length()))
+            .collect();
+        for b in &self.blocks {
+            list.dirty()
+                .sync_range(DirtyClient::Migration, b.offset, b.pages(), None, guard);
+        }
+        self.pos = (0, 0);
+        self.set_up = true;
+        let start = self.stats.bytes;
+        self.write_mem_size();
+        RamRecord::Eos.encode(&mut self.buf, false);
+        self.flush(w)?;
+        Ok(IterateStatus {
+            pages: 0,
+            bytes: self.stats.bytes - start,
+            remaining: self.remaining(),
+        })
+    }
+
+    /// `migration_bitmap_sync`: move the global MIGRATION dirty bits of every block into
+    /// the migration bitmaps; returns the number of pages now waiting. Starts a new pass.
+    pub fn sync<F: Flavor>(
+        &mut self,
+        list: &RamList<F>,
+        guard: &ReadGuard<'_, F>,
+    ) -> Result<u64, SaveError> {
+        let live = self.live(list, guard)?;
+        self.sync_live(list, &live, guard);
+        Ok(self.remaining())
+    }
+
+    fn sync_live<F: Flavor>(
+        &mut self,
+        list: &RamList<F>,
+        live: &[&RamBlock],
+        guard: &ReadGuard<'_, F>,
+    ) {
+        let before = self.remaining();
+        for (b, _) in self.blocks.iter_mut().zip(live) {
+            let pages = b.pages();
+            list.dirty().sync_range(
+                DirtyClient::Migration,
+                b.offset,
+                pages,
+                Some(&mut b.bitmap),
+                guard,
+            );
+            b.recount();
+        }
+        self.stats.syncs += 1;
+        self.stats.dirtied_pages += self.remaining().saturating_sub(before);
+        // A new pass starts where the last one stopped (QEMU keeps last_seen_block).
+    }
+
+    /// `ram_save_iterate`: send dirty pages (syncing first if none is waiting) until about
+    /// `max_bytes` have been written, then EOS.
+    pub fn iterate<F: Flavor, W: Write + ?Sized>(
+        &mut self,
+        list: &RamList<F>,
+        w: &mut W,
+        max_bytes: u64,
+        guard: &ReadGuard<'_, F>,
+    ) -> Result<IterateStatus, SaveError> {
+        let live = self.live(list, guard)?;
+        if self.remaining() == 0 {
+            self.sync_live(list, &live, guard);
+        }
+        self.send(w, &live, max_bytes)
+    }
+
+    /// `ram_save_complete`: a final sync, then every dirty page, then EOS. Call it with
+    /// the vCPUs stopped.
+    pub fn complete<F: Flavor, W: Write + ?Sized>(
+        &mut self,
+        list: &RamList<F>,
+        w: &mut W,
+        guard: &ReadGuard<'_, F>,
+    ) -> Result<IterateStatus, SaveError> {
+        let live = self.live(list, guard)?;
+        self.sync_live(list, &live, guard);
+        self.send(w, &live, u64::MAX)
+    }
+
+    /// The checks every call after setup starts with, then the live blocks.
+    fn live<'g, F: Flavor>(
+        &mut self,
+        list: &'g RamList<F>,
+        guard: &'g ReadGuard<'_, F>,
+    ) -> Result<Vec<&'g RamBlock>, SaveError> {
+        list.check_guard(guard);
+        if !self.set_up {
+            return Err(SaveError::NotSetUp);
+        }
+        self.refresh(list, guard)
+    }
+
+    /// Resolve `blocks` to live blocks by idstr, rebuilding them (and restarting the
+    /// round) when the list's version changed.
+    fn refresh<'g, F: Flavor>(
+        &mut self,
+        list: &'g RamList<F>,
+        guard: &'g ReadGuard<'_, F>,
+    ) -> Result<Vec<&'g RamBlock>, SaveError> {
+        if let Some(idstr) = &self.failed {
+            return Err(SaveError::BlockSetChanged {
+                idstr: idstr.clone(),
+            });
+        }
+        let mut v = list.version();
+        if v == self.last_version {
+            if let Some(live) = self.resolve(list, guard) {
+                return Ok(live);
+            }
+            // A change whose version bump we have not seen yet: same as a new version.
+        }
+        loop {
+            self.rebuild(list, guard, v)?;
+            if let Some(live) = self.resolve(list, guard) {
+                return Ok(live);
+            }
+            // Changed again while we looked: try with the newer version.
+            v = list.version();
+        }
+    }
+
+    fn resolve<'g, F: Flavor>(
+        &self,
+        list: &'g RamList<F>,
+        guard: &'g ReadGuard<'_, F>,
+    ) -> Option<Vec<&'g RamBlock>> {
+        let by_name: HashMap<&str, &RamBlock> =
+            migratable(list, guard).map(|b| (b.idstr(), b)).collect();
+        self.blocks
+            .iter()
+            .map(|sb| {
+                by_name
+                    .get(sb.idstr.as_str())
+                    .copied()
+                    .filter(|b| b.offset() == sb.offset && b.used_length() == sb.used_length)
+            })
+            .collect()
+    }
+
+    fn rebuild<F: Flavor>(
+        &mut self,
+        list: &RamList<F>,
+        guard: &ReadGuard<'_, F>,
+        version: u64,
+    ) -> Result<(), SaveError> {
+        let mut old: HashMap<String, SaveBlock> = self
+            .blocks
+            .drain(..)
+            .map(|b| (b.idstr.clone(), b))
+            .collect();
+        let mut changed: Option<String> = None;
+        let mut new = Vec::new();
+        for b in migratable(list, guard) {
+            let idstr = b.idstr();
+            match old.remove(idstr) {
+                Some(sb) if sb.offset == b.offset() && sb.used_length == b.used_length() => {
+                    new.push(sb)
+                }
+                _ => {
+                    changed.get_or_insert_with(|| idstr.to_owned());
+                    new.push(SaveBlock::all_dirty(
+                        idstr.to_owned(),
+                        b.offset(),
+                        b.used_length(),
+                    ));
+                }
+            }
+        }
+        if let Some(gone) = old.into_keys().next() {
+            changed.get_or_insert(gone);
+        }
+        self.last_version = version;
+        self.stats.round_restarts += 1;
+        self.pos = (0, 0);
+        self.blocks = new;
+        if let Some(idstr) = changed {
+            if !self.opts.mirror_block_changes {
+                self.failed = Some(idstr.clone());
+                return Err(SaveError::BlockSetChanged { idstr });
+            }
+            self.mem_size_owed = true;
+        }
+        Ok(())
+    }
+
+    /// Queue a `MEM_SIZE` record listing `blocks`.
+    pub(super) fn write_mem_size(&mut self) {
+        let entries = self
+            .blocks
+            .iter()
+            .map(|b| BlockEntry {
+                idstr: b.idstr.clone(),
+                length: b.used_length,
+                offset: 0,
+            })
+            .collect();
+        RamRecord::MemSize(entries).encode(&mut self.buf, self.opts.ignore_shared);
+        self.stats.mem_size_records += 1;
+        self.mem_size_owed = false;
+    }
+
+    /// Write the queued small records.
+    pub(super) fn flush<W: Write + ?Sized>(&mut self, w: &mut W) -> Result<(), SaveError> {
+        self.stats.bytes += self.buf.len() as u64;
+        let r = w.write_all(&self.buf);
+        self.buf.clear();
+        r.map_err(SaveError::Io)
+    }
+}
+
+/// The blocks a migration sends: those with an idstr (QEMU's
+/// `RAMBLOCK_FOREACH_MIGRATABLE`; a block gets its idstr when it is registered for
+/// migration).
+fn migratable<'g, F: Flavor>(
+    list: &'g RamList<F>,
+    guard: &'g ReadGuard<'_, F>,
+) -> impl Iterator<Item = &'g RamBlock> + 'g {
+    list.iter(guard).filter(|b| !b.idstr().is_empty())
+}

@@ -1,0 +1,164 @@
+//! Regressions of issue 11: the RAM loader against hostile and stalling peers.
+//!
+//! Every test that could hang runs under a watchdog that fails it instead.
+
+mod common;
+
+use std::io::{self, Read};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use ram_list::migration::{load, LoadOptions, LoadReport};
+use ram_list::RamList;
+use rcu_core::{Domain, Memb};
+
+const P: u64 = PAGE as u64;
+/// How long any one step may take before the watchdog calls it a deadlock. Generous: the
+/// steps take milliseconds, and a hang never ends.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Run `f` on its own thread and return its result, or fail the test if it does not finish
+/// within [`WATCHDOG`] (the thread is left behind; the test binary exits anyway).
+fn watchdog<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(v) => v,
+        Err(RecvTimeoutError::Timeout) => panic!("deadlock: {what} did not finish"),
+        Err(RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+    }
+}
+
+/// Wait for one message, or fail the test.
+fn expect<T>(rx: &Receiver<T>, what: &str) -> T {
+    rx.recv_timeout(WATCHDOG)
+        .unwrap_or_else(|_| panic!("deadlock: {what} never happened"))
+}
+
+/// The migration peer: the stream arrives in chunks over a channel, and every time the
+/// loader has consumed all it was sent (the peer stalls) the peer says so.
+struct StallingPeer {
+    chunks: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+    starved: Sender<()>,
+}
+
+impl Read for StallingPeer {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            let _ = self.starved.send(());
+            match self.chunks.recv() {
+                Ok(c) => (self.buf, self.pos) = (c, 0),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Issue 11, item 1. A loader is in the middle of a RAM section on a peer that stalls; the
+/// destination's writer holds the list's lock, frees blocks (retiring them through
+/// call_rcu) and waits for grace periods while still holding it, first with the loader
+/// blocked on the stream, then with the loader about to take the lock for a `MEM_SIZE`
+/// record. Nothing deadlocks: the loader holds no read-side critical section while it
+/// waits for the peer or for the lock, so every `synchronize` completes while the peer
+/// stalls, and the load finishes once the peer sends the rest.
+#[test]
+fn loader_mid_section_on_a_stalled_peer_holds_up_no_grace_period() {
+    let d: Domain<Memb> = Domain::new();
+    let dst = Arc::new(RamList::new_in(&d));
+    let (chunks_tx, chunks_rx) = mpsc::channel::<Vec<u8>>();
+    let (starved_tx, starved_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+    let loader = {
+        let (d, dst) = (d.clone(), dst.clone());
+        thread::spawn(move || {
+            let r = d.register();
+            let peer = StallingPeer {
+                chunks: chunks_rx,
+                buf: Vec::new(),
+                pos: 0,
+                starved: starved_tx,
+            };
+            let res = load(&dst, peer, &LoadOptions::mirror(1 << 30), &r);
+            let _ = done_tx.send(res.map(|rep: LoadReport| rep.stats));
+        })
+    };
+
+    // The peer sends the start of the section, then stalls.
+    let mut b = B::stream();
+    b.start(4).mem_size(&[("a", 16 * P)]).page("a", 0, false, 1);
+    chunks_tx.send(b.0).unwrap();
+    expect(&starved_rx, "the loader's first read");
+    expect(&starved_rx, "the loader consuming the first chunk");
+
+    // A grace period completes while the loader waits for the peer.
+    let d2 = d.clone();
+    watchdog("synchronize while the peer stalls", move || {
+        d2.synchronize()
+    });
+
+    // The writer takes the lock, retires blocks, and waits for grace periods holding it.
+    let (locked_tx, locked_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let writer = {
+        let (d, dst) = (d.clone(), dst.clone());
+        thread::spawn(move || {
+            let mut w = dst.lock();
+            for i in 0..8 {
+                let a = w.alloc(P).unwrap();
+                w.set_idstr(a, None, &format!("tmp{i}")).unwrap();
+                w.free(a).unwrap();
+            }
+            d.synchronize();
+            locked_tx.send(()).unwrap();
+            // The peer resumes with a MEM_SIZE record: the loader decodes it and waits
+            // for this lock.
+            go_rx.recv().unwrap();
+            thread::sleep(Duration::from_millis(100));
+            d.synchronize();
+            d.barrier();
+            drop(w);
+        })
+    };
+    expect(&locked_rx, "the writer's synchronize under the lock");
+    let mut b = B::default();
+    b.mem_size(&[("a", 16 * P), ("b", 4 * P)]);
+    chunks_tx.send(b.0).unwrap();
+    go_tx.send(()).unwrap();
+    let w = watchdog("the writer holding the lock", move || writer.join());
+    w.unwrap();
+
+    // The rest of the stream.
+    let mut b = B::default();
+    b.page("b", 3 * P, false, 2).eos().footer();
+    b.end().zero("a", 5 * P, false, 3).eos().footer().u8(0);
+    chunks_tx.send(b.0).unwrap();
+    let stats = expect(&done_rx, "the end of the load").unwrap();
+    loader.join().unwrap();
+    assert_eq!((stats.data_pages, stats.zero_pages), (2, 1));
+    let r = d.register();
+    let g = r.read_lock();
+    let names: Vec<_> = dst.iter(&g).map(|b| b.idstr().to_owned()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let mut byte = [0u8; 1];
+    dst.block_by_name("b", &g)
+        .unwrap()
+        .read(3 * P, &mut byte)
+        .unwrap();
+    assert_eq!(byte[0], 2);
+    dst.block_by_name("a", &g)
+        .unwrap()
+        .read(5 * P + 9, &mut byte)
+        .unwrap();
+    assert_eq!(byte[0], 3);
+}
