@@ -41,6 +41,7 @@ use rcu_queue::QList;
 use crate::block::RamBlock;
 use crate::dirty::{DirtyMask, DirtyMemory};
 use crate::guest_range::GuestRange;
+use crate::index::BlockIndex;
 use crate::sync::{lock, Arc, AtomicPtr, AtomicU64, CachePadded, Mutex, Ordering};
 use crate::translator::Translator;
 use crate::writer::RamListWriter;
@@ -80,7 +81,7 @@ pub struct RamList<F: Flavor = Memb> {
     /// idstr or of a length.
     pub(crate) version: CachePadded<AtomicU64>,
     /// The writer lock (QEMU's BQL / `ram_list.mutex`).
-    pub(crate) writer: Mutex<()>,
+    pub(crate) writer: Mutex<BlockIndex>,
     pub(crate) dirty: DirtyMemory<F>,
 }
 
@@ -107,7 +108,7 @@ impl<F: Flavor> RamList<F> {
             blocks: QList::new_in(domain),
             mru: Arc::new(CachePadded(AtomicPtr::new(ptr::null_mut()))),
             version: CachePadded(AtomicU64::new(0)),
-            writer: Mutex::new(()),
+            writer: Mutex::new(BlockIndex::default()),
             dirty: DirtyMemory::new(domain),
         }
     }

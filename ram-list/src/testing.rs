@@ -13,3 +13,14 @@ pub(crate) fn setup() -> (Domain<Memb>, RamList<Memb>) {
     let l = RamList::new_in(&d);
     (d, l)
 }
+
+std::thread_local! {
+    /// Writer-side work done by this thread: list elements visited plus index operations
+    /// (`index::count_step`).
+    pub(crate) static STEPS: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+}
+
+/// The steps counted by this thread since the last call.
+pub(crate) fn take_steps() -> u64 {
+    STEPS.with(|s| s.replace(0))
+}

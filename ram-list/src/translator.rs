@@ -91,6 +91,7 @@ pub(crate) fn sightings<'g, F: Flavor>(
     // makes a sighting sound, see the `Translator` docs).
     let version = list.version.load(Ordering::Acquire);
     let walk = list.iter(guard).map(move |b| {
+        crate::index::count_step();
         // SAFETY: `b` was found by walking `list` in the critical section of `guard` (of
         // the list's domain, checked above) after reading `version` (contract 1); the
         // sighting's users keep it no longer than they borrow the list (contract 2).

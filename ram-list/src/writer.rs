@@ -4,6 +4,10 @@
 //! A removed block is reclaimed in two stages (the [`RamList`] module docs say why): after a
 //! first grace period a callback clears a stale `mru_block` hint that may still name it,
 //! and hands it to a second grace period, after which it is unmapped.
+//!
+//! Every operation costs `O(log n)` in the number of blocks: the writer keeps indexes by
+//! offset, by idstr, by list position and of the free gaps (see `index.rs`), and walks the
+//! list only when asked to ([`RamListWriter::iter`]).
 
 use core::fmt;
 use core::ptr::{self, NonNull};
@@ -13,13 +17,11 @@ use rcu_queue::QListWriter;
 
 use crate::block::{RamBlock, RamBlockFlags, MAX_IDSTR_LEN};
 use crate::dirty::DirtyMask;
+use crate::index::{count_step, BlockIndex};
 use crate::memory::{HostMemory, PAGE_SIZE};
 use crate::ram_list::RamList;
 use crate::sync::{MutexGuard, Ordering};
 use crate::RamError;
-
-/// `find_ram_offset` aligns candidate offsets to this (QEMU: `ROUND_UP(end, 1 << 18)`).
-pub const RAM_OFFSET_ALIGN: u64 = 1 << 18;
 
 /// Rounds `size` up to a page; `None` on overflow.
 fn page_align(size: u64) -> Option<u64> {
@@ -32,7 +34,8 @@ fn page_align(size: u64) -> Option<u64> {
 pub struct RamListWriter<'a, F: Flavor> {
     list: &'a RamList<F>,
     q: QListWriter<'a, RamBlock, F>,
-    _held: MutexGuard<'a, ()>,
+    /// The writer lock, and the indexes it protects.
+    pub(crate) index: MutexGuard<'a, BlockIndex>,
 }
 
 impl<F: Flavor> fmt::Debug for RamListWriter<'_, F> {
@@ -42,36 +45,40 @@ impl<F: Flavor> fmt::Debug for RamListWriter<'_, F> {
 }
 
 impl<'a, F: Flavor> RamListWriter<'a, F> {
-    pub(crate) fn new(list: &'a RamList<F>, held: MutexGuard<'a, ()>) -> Self {
+    pub(crate) fn new(list: &'a RamList<F>, index: MutexGuard<'a, BlockIndex>) -> Self {
         RamListWriter {
             list,
             q: list.blocks.lock(),
-            _held: held,
+            index,
         }
     }
 
-    /// The blocks, biggest first (writer side).
+    /// An indexed block, borrowed from the writer.
+    fn indexed(&self, block: Option<NonNull<RamBlock>>) -> Option<&RamBlock> {
+        // SAFETY: the index holds only blocks linked into the list (its invariant), and
+        // only this writer, which holds the writer lock, can unlink one, through `&mut
+        // self`: the block lives for as long as the returned borrow of `self`.
+        block.map(|p| unsafe { p.as_ref() })
+    }
+
+    /// The blocks, biggest first (writer side; a walk of the list).
     pub fn iter(&self) -> impl Iterator<Item = &RamBlock> + '_ {
-        self.q.iter()
+        self.q.iter().inspect(|_| count_step())
     }
 
     /// The block that starts at ram address `addr`.
     pub fn block(&self, addr: u64) -> Option<&RamBlock> {
-        self.q.iter().find(|b| b.offset() == addr)
+        self.indexed(self.index.get(addr))
     }
 
-    /// The block named `name` (writer side).
+    /// The block named `name` (writer side). An empty name names no block.
     pub fn block_by_name(&self, name: &str) -> Option<&RamBlock> {
-        self.q.iter().find(|b| b.idstr() == name)
+        self.indexed(self.index.by_name(name))
     }
 
     /// End of the highest block (`last_ram_offset`).
     pub fn last_ram_offset(&self) -> u64 {
-        self.q
-            .iter()
-            .map(|b| b.offset() + b.max_length())
-            .max()
-            .unwrap_or(0)
+        self.index.end()
     }
 
     /// The best-fitting gap of `size` bytes in the ram address space
@@ -81,40 +88,7 @@ impl<'a, F: Flavor> RamListWriter<'a, F> {
         if size == 0 {
             return Err(RamError::InvalidSize { size });
         }
-        if self.q.is_empty() {
-            return Ok(0);
-        }
-        let mut best: Option<(u64, u64)> = None; // (offset, gap)
-        for block in self.q.iter() {
-            let Some(candidate) = block
-                .offset()
-                .checked_add(block.max_length())
-                .and_then(|end| end.checked_add(RAM_OFFSET_ALIGN - 1))
-                .map(|e| e & !(RAM_OFFSET_ALIGN - 1))
-            else {
-                continue;
-            };
-            // The next block at or after the candidate bounds the gap.
-            let next = self
-                .q
-                .iter()
-                .map(|b| b.offset())
-                .filter(|&o| o >= candidate)
-                .min()
-                .unwrap_or(u64::MAX);
-            // Blocks overlapping the candidate (start before, end after) rule it out.
-            let overlaps = self.q.iter().any(|b| {
-                b.offset() < candidate && b.offset().saturating_add(b.max_length()) > candidate
-            });
-            if overlaps {
-                continue;
-            }
-            let gap = next - candidate;
-            if gap >= size && best.is_none_or(|(_, g)| gap < g) {
-                best = Some((candidate, gap));
-            }
-        }
-        best.map(|(o, _)| o).ok_or(RamError::NoGap { size })
+        self.index.best_fit(size).ok_or(RamError::NoGap { size })
     }
 
     /// Allocate an anonymous block of `size` bytes (rounded up to a page); returns its
@@ -214,14 +188,17 @@ impl<'a, F: Flavor> RamListWriter<'a, F> {
             .set_range_locked(offset, used, DirtyMask::ALL);
         // Keep the list sorted from biggest to smallest block; ties go after the
         // existing equals.
-        let mut c = self.q.cursor();
-        while let Some(b) = c.current() {
-            if b.max_length() < max {
-                break;
+        let after = self.index.insert_after(max);
+        let linked = match self.indexed(after) {
+            Some(after) => {
+                // SAFETY: as in `indexed`: `after` is linked, and only this writer unlinks.
+                let after = unsafe { &*ptr::from_ref(after) };
+                self.q.insert_after(after, Box::new(block))
             }
-            c.move_next();
-        }
-        c.insert_before(Box::new(block));
+            None => self.q.insert_head(Box::new(block)),
+        };
+        let linked = NonNull::from(linked);
+        self.index.insert(linked, offset, max);
         // Release, as every store of the hint (QEMU clears it on insert too; nothing is
         // retired here, so this is only for the order of the list).
         self.list.mru.store(ptr::null_mut(), Ordering::Release);
@@ -258,10 +235,11 @@ impl<'a, F: Flavor> RamListWriter<'a, F> {
                 idstr: block.idstr().to_owned(),
             });
         }
-        if self.q.iter().any(|b| b.idstr() == idstr) {
+        if self.index.has_name(&idstr) {
             return Err(RamError::DuplicateIdstr { idstr });
         }
-        block.set_idstr_locked(idstr, &self.list.domain);
+        block.set_idstr_locked(idstr.clone(), &self.list.domain);
+        self.index.name(idstr, addr);
         self.bump();
         Ok(())
     }
@@ -269,10 +247,13 @@ impl<'a, F: Flavor> RamListWriter<'a, F> {
     /// Clear the idstr of the block at `addr` (`qemu_ram_unset_idstr`, on unplug).
     pub fn unset_idstr(&mut self, addr: u64) -> Result<(), RamError> {
         let block = self.block(addr).ok_or(RamError::NoBlock { addr })?;
-        if !block.idstr().is_empty() {
-            block.set_idstr_locked(String::new(), &self.list.domain);
-            self.bump();
+        if block.idstr().is_empty() {
+            return Ok(());
         }
+        let name = block.idstr().to_owned();
+        block.set_idstr_locked(String::new(), &self.list.domain);
+        self.index.unname(&name);
+        self.bump();
         Ok(())
     }
 
@@ -317,23 +298,14 @@ impl<'a, F: Flavor> RamListWriter<'a, F> {
     /// version, and reclaim it through `call_rcu` (the callback unmaps anonymous memory;
     /// caller memory is left alone). Two grace periods pass before that (module docs).
     pub fn free(&mut self, addr: u64) -> Result<(), RamError> {
-        let mut c = self.q.cursor();
-        loop {
-            match c.current() {
-                None => return Err(RamError::NoBlock { addr }),
-                Some(b) if b.offset() == addr => {
-                    // Relaxed: advisory for readers (they still see a live block).
-                    b.retired.store(true, Ordering::Relaxed);
-                    break;
-                }
-                Some(_) => {
-                    c.move_next();
-                }
-            }
-        }
-        let retired = c
-            .remove_current()
-            .expect("the cursor stands on the block just found");
+        let block = self.block(addr).ok_or(RamError::NoBlock { addr })?;
+        // Relaxed: advisory for readers (they still see a live block).
+        block.retired.store(true, Ordering::Relaxed);
+        let name = block.idstr().to_owned();
+        // SAFETY: as in `indexed`: the block is linked, and only this writer unlinks it.
+        let block = unsafe { &*ptr::from_ref(block) };
+        let retired = self.q.remove(block);
+        self.index.remove(addr, &name);
         // Clear the hint before call_rcu (the rule from the patch review). Release, as every
         // store of the hint; the grace period that follows orders it for the callback.
         self.list.mru.store(ptr::null_mut(), Ordering::Release);
@@ -359,6 +331,7 @@ mod tests {
     use super::*;
     use crate::dirty::DirtyClient;
     use crate::testing::{setup, KIB, MIB};
+    use crate::RAM_OFFSET_ALIGN;
     use rcu_core::Memb;
 
     fn layout(l: &RamList<Memb>) -> Vec<(String, u64, u64)> {
@@ -582,5 +555,109 @@ mod tests {
         );
         // SAFETY: the call failed, so nothing refers to the box any more.
         drop(unsafe { Box::from_raw(odd_ptr) });
+    }
+
+    /// `find_ram_offset` as QEMU writes it (two walks of the list per block), with ties
+    /// going to the lowest candidate: the reference for the index.
+    fn naive_find_ram_offset(w: &RamListWriter<'_, Memb>, size: u64) -> Option<u64> {
+        let blocks: Vec<(u64, u64)> = w.iter().map(|b| (b.offset(), b.max_length())).collect();
+        if blocks.is_empty() {
+            return Some(0);
+        }
+        let mut best: Option<(u64, u64)> = None; // (gap, offset)
+        for &(o, m) in &blocks {
+            let Some(c) = (o + m).checked_add(RAM_OFFSET_ALIGN - 1) else {
+                continue;
+            };
+            let c = c & !(RAM_OFFSET_ALIGN - 1);
+            if blocks.iter().any(|&(bo, bm)| bo < c && bo + bm > c) {
+                continue;
+            }
+            let next = blocks
+                .iter()
+                .map(|b| b.0)
+                .filter(|&bo| bo >= c)
+                .min()
+                .unwrap_or(u64::MAX);
+            let gap = next - c;
+            if gap >= size && best.is_none_or(|b| (gap, c) < b) {
+                best = Some((gap, c));
+            }
+        }
+        best.map(|b| b.1)
+    }
+
+    /// Random allocs, frees and renames: after each, the index equals what it would be
+    /// rebuilt from scratch, `find_ram_offset` agrees with QEMU's algorithm, the list is
+    /// sorted biggest first with ties in insertion order, and lookups by offset and name
+    /// agree with a walk.
+    #[test]
+    fn index_agrees_with_walks_under_random_changes() {
+        let (d, l) = setup();
+        let mut rng = 0x1234_5678_u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut live: Vec<(u64, u64)> = Vec::new(); // (offset, insertion number)
+        for step in 0..600u64 {
+            let mut w = l.lock();
+            if live.is_empty() || (live.len() < 40 && next() % 3 != 0) {
+                let size = [4 * KIB, 64 * KIB, 256 * KIB, MIB, 3 * MIB][(next() % 5) as usize];
+                let a = if next() % 4 == 0 {
+                    w.alloc_resizeable(size, 2 * size).unwrap()
+                } else {
+                    w.alloc(size).unwrap()
+                };
+                if next() % 2 == 0 {
+                    w.set_idstr(a, None, &format!("b{step}")).unwrap();
+                }
+                live.push((a, step));
+            } else {
+                let (a, _) = live.swap_remove((next() % live.len() as u64) as usize);
+                if next() % 2 == 0 {
+                    w.unset_idstr(a).unwrap();
+                }
+                w.free(a).unwrap();
+            }
+            w.index.check();
+            for size in [4 * KIB, 200 * KIB, MIB, 5 * MIB] {
+                assert_eq!(
+                    w.find_ram_offset(size).ok(),
+                    naive_find_ram_offset(&w, size),
+                    "step {step}, size {size:#x}"
+                );
+            }
+            let order: Vec<u64> = w.iter().map(|b| b.max_length()).collect();
+            assert!(order.windows(2).all(|p| p[0] >= p[1]), "{order:?}");
+            let by_offset: std::collections::HashMap<u64, u64> = live.iter().copied().collect();
+            let seqs: Vec<(u64, u64)> = w
+                .iter()
+                .map(|b| (b.max_length(), by_offset[&b.offset()]))
+                .collect();
+            for p in seqs.windows(2) {
+                assert!(
+                    p[0].0 > p[1].0 || p[0].1 < p[1].1,
+                    "ties in insertion order"
+                );
+            }
+            for b in w.iter() {
+                assert!(core::ptr::eq(w.block(b.offset()).unwrap(), b));
+                if !b.idstr().is_empty() {
+                    assert!(core::ptr::eq(w.block_by_name(b.idstr()).unwrap(), b));
+                }
+            }
+            assert!(w.block_by_name("").is_none());
+            let end = w
+                .iter()
+                .map(|b| b.offset() + b.max_length())
+                .max()
+                .unwrap_or(0);
+            assert_eq!(w.last_ram_offset(), end);
+        }
+        d.barrier();
+        d.barrier();
     }
 }

@@ -270,3 +270,69 @@ impl<'l, F: Flavor> Destination<'l, F> {
         Ok(())
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::migration::{BlockEntry, LoadOptions, RamLoader, RamRecord};
+    use crate::stream::CountingReader;
+    use crate::testing::{setup, take_steps};
+    use crate::PAGE_SIZE;
+
+    /// A `MEM_SIZE` record naming `n` blocks of one page, `prefix0` .. `prefix{n-1}`.
+    fn mem_size(out: &mut Vec<u8>, prefix: &str, n: usize) {
+        let entries = (0..n)
+            .map(|i| BlockEntry {
+                idstr: format!("{prefix}{i}"),
+                length: PAGE_SIZE,
+                offset: 0,
+            })
+            .collect();
+        RamRecord::MemSize(entries).encode(out, false);
+    }
+
+    /// Issue 11, item 2: a `MEM_SIZE` record of 4,096 blocks, then one that renames all of
+    /// them, then a page for each block; counted in writer-side steps (list elements
+    /// visited plus index operations), the work is a small constant per block and record,
+    /// where QEMU's `find_ram_offset` walks the list twice per block for each new block
+    /// (about 2 * 4096^3 steps per record).
+    #[test]
+    fn a_record_of_4096_blocks_costs_a_constant_per_block() {
+        const N: usize = crate::migration::MAX_MEM_SIZE_BLOCKS;
+        let (d, l) = setup();
+        let r = d.register();
+        let mut body = Vec::new();
+        mem_size(&mut body, "b", N);
+        mem_size(&mut body, "c", N);
+        for i in 0..N {
+            let name = format!("c{i}");
+            RamRecord::Zero {
+                block: Some(&name),
+                addr: 0,
+                fill: 0,
+            }
+            .encode(&mut body, false);
+        }
+        RamRecord::Eos.encode(&mut body, false);
+        let mut loader = RamLoader::new(&l, LoadOptions::mirror(1 << 40));
+        take_steps();
+        loader
+            .load_section(&mut CountingReader::new(&body[..]), &r)
+            .unwrap();
+        let steps = take_steps();
+        let records = 2 + 1; // two MEM_SIZE records and the pages (one index rebuild)
+        assert!(
+            steps <= 32 * (N * records) as u64,
+            "{steps} steps for {records} records of {N} blocks"
+        );
+        let stats = loader.into_stats();
+        assert_eq!(stats.block_changes, 3 * N as u64); // created, recreated, freed
+        assert_eq!(stats.zero_pages, N as u64);
+        let g = r.read_lock();
+        assert_eq!(l.len(&g), N);
+        assert!(l.iter(&g).all(|b| b.idstr().starts_with('c')));
+        drop(g);
+        l.lock().index.check();
+        d.barrier();
+        d.barrier();
+    }
+}
