@@ -83,6 +83,9 @@ pub struct RamList<F: Flavor = Memb> {
     /// The writer lock (QEMU's BQL / `ram_list.mutex`).
     pub(crate) writer: Mutex<BlockIndex>,
     pub(crate) dirty: DirtyMemory<F>,
+    /// Bytes of anonymous host memory mapped for the list's blocks, removed blocks
+    /// included until they are reclaimed.
+    pub(crate) mapped: Arc<AtomicU64>,
 }
 
 impl RamList<Memb> {
@@ -110,6 +113,7 @@ impl<F: Flavor> RamList<F> {
             version: CachePadded(AtomicU64::new(0)),
             writer: Mutex::new(BlockIndex::default()),
             dirty: DirtyMemory::new(domain),
+            mapped: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -121,6 +125,15 @@ impl<F: Flavor> RamList<F> {
     /// The dirty bitmaps (`ram_list.dirty_memory`).
     pub fn dirty(&self) -> &DirtyMemory<F> {
         &self.dirty
+    }
+
+    /// Bytes of host memory mapped for this list's blocks: every block's `max_length` of
+    /// anonymous memory (caller memory is not counted), including removed blocks until
+    /// they are reclaimed (two grace periods after [`RamListWriter::free`]). What
+    /// [`BlockPolicy::Mirror`](crate::migration::BlockPolicy::Mirror) bounds.
+    pub fn mapped_bytes(&self) -> u64 {
+        // Acquire: pairs with the Release decrement of a reclaimed block.
+        self.mapped.load(Ordering::Acquire)
     }
 
     /// `ram_list.version`: changes after every change of the block set, of an idstr, or

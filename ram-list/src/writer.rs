@@ -83,7 +83,8 @@ impl<'a, F: Flavor> RamListWriter<'a, F> {
 
     /// The best-fitting gap of `size` bytes in the ram address space
     /// (`find_ram_offset`): candidates are the ends of existing blocks rounded up to
-    /// [`RAM_OFFSET_ALIGN`]; the smallest gap that fits wins; an empty list gives 0.
+    /// [`RAM_OFFSET_ALIGN`](crate::RAM_OFFSET_ALIGN); the smallest gap that fits wins (ties:
+    /// the lowest offset); an empty list gives 0.
     pub fn find_ram_offset(&self, size: u64) -> Result<u64, RamError> {
         if size == 0 {
             return Err(RamError::InvalidSize { size });
@@ -127,7 +128,8 @@ impl<'a, F: Flavor> RamListWriter<'a, F> {
             return Err(RamError::InvalidSize { size });
         }
         let offset = self.find_ram_offset(max)?;
-        let mem = HostMemory::anonymous(max, flags.contains(RamBlockFlags::SHARED))?;
+        let mem = HostMemory::anonymous(max, flags.contains(RamBlockFlags::SHARED))?
+            .counted(&self.list.mapped);
         Ok(self.add(RamBlock::new(offset, used, max, flags, mem)))
     }
 

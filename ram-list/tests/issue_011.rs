@@ -11,9 +11,9 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use ram_list::migration::{load, LoadOptions, LoadReport};
+use ram_list::migration::{load, LoadErrorKind, LoadOptions, LoadReport};
 use ram_list::RamList;
-use rcu_core::{Domain, Memb};
+use rcu_core::{Domain, Memb, Qsbr};
 
 const P: u64 = PAGE as u64;
 /// How long any one step may take before the watchdog calls it a deadlock. Generous: the
@@ -161,4 +161,59 @@ fn loader_mid_section_on_a_stalled_peer_holds_up_no_grace_period() {
         .read(5 * P + 9, &mut byte)
         .unwrap();
     assert_eq!(byte[0], 3);
+}
+
+/// Two records naming fresh 1 MiB blocks, each filled: the second can only be applied once
+/// the first block's memory is reclaimed.
+fn two_renaming_records() -> Vec<u8> {
+    let mut b = B::stream();
+    b.start(4);
+    for name in ["x", "y"] {
+        b.mem_size(&[(name, 256 * P)]);
+        for page in 0..256 {
+            b.zero(name, page * P, page > 0, 7);
+        }
+    }
+    b.eos().footer().end().eos().footer().u8(0);
+    b.0
+}
+
+/// Issue 11, item 3, where the loader cannot wait for the removed block to be reclaimed
+/// (its thread holds a critical section, or is an online QSBR reader): the record that
+/// would need more than the limit is an error, and the list never maps more.
+#[test]
+fn mirror_limit_holds_where_the_loader_cannot_wait() {
+    const LIMIT: u64 = 256 * P;
+    let stream = two_renaming_records();
+    // A memb reader inside a critical section of the list's domain.
+    let d: Domain<Memb> = Domain::new();
+    let l = RamList::new_in(&d);
+    let r = d.register();
+    let g = r.read_lock();
+    let e = load(&l, &stream[..], &LoadOptions::mirror(LIMIT), &r).unwrap_err();
+    drop(g);
+    assert_eq!(
+        e.kind(),
+        &LoadErrorKind::OverMemoryLimit {
+            needed: 2 * LIMIT,
+            limit: LIMIT
+        },
+        "{e}"
+    );
+    assert!(l.mapped_bytes() <= LIMIT);
+    // With a critical section no longer held, the same stream loads within the limit.
+    let l = RamList::new_in(&d);
+    let rep = load(&l, &stream[..], &LoadOptions::mirror(LIMIT), &r).unwrap();
+    assert!(rep.stats.peak_mapped_bytes <= LIMIT);
+    assert_eq!(rep.stats.zero_pages, 512);
+    // An online QSBR reader.
+    let d: Domain<Qsbr> = Domain::new();
+    let l = RamList::new_in(&d);
+    let r = d.register();
+    let e = load(&l, &stream[..], &LoadOptions::mirror(LIMIT), &r).unwrap_err();
+    assert!(
+        matches!(e.kind(), LoadErrorKind::OverMemoryLimit { .. }),
+        "{e}"
+    );
+    assert!(l.mapped_bytes() <= LIMIT);
 }

@@ -5,7 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rcu_core::{Flavor, ReadGuard, Reader};
+use core::any::TypeId;
+
+use rcu_core::{Flavor, Qsbr, ReadGuard, Reader};
 
 use super::error::{LoadError, LoadErrorKind};
 use super::format::BlockEntry;
@@ -161,8 +163,14 @@ impl<'l, F: Flavor> Destination<'l, F> {
     }
 
     /// A `MEM_SIZE` record at stream offset `at`: apply the policy under the writer lock
-    /// (no critical section is held).
-    pub(super) fn mem_size(&mut self, at: u64, entries: &[BlockEntry]) -> Result<(), LoadError> {
+    /// (no critical section is held; `reader` only tells whether waiting for a grace
+    /// period is possible).
+    pub(super) fn mem_size(
+        &mut self,
+        at: u64,
+        entries: &[BlockEntry],
+        reader: &Reader<F>,
+    ) -> Result<(), LoadError> {
         self.stats.mem_size_records += 1;
         // The current block may change or disappear.
         self.current = None;
@@ -173,7 +181,10 @@ impl<'l, F: Flavor> Destination<'l, F> {
         match self.policy {
             BlockPolicy::Existing => self.apply_existing(entries),
             BlockPolicy::Mirror { max_total_bytes } => {
-                self.apply_mirror(at, entries, max_total_bytes)
+                let res = self.apply_mirror(at, entries, max_total_bytes, reader);
+                let mapped = self.list.mapped_bytes();
+                self.stats.peak_mapped_bytes = self.stats.peak_mapped_bytes.max(mapped);
+                res
             }
         }
     }
@@ -211,63 +222,121 @@ impl<'l, F: Flavor> Destination<'l, F> {
         Ok(())
     }
 
-    /// Make the block set equal to `entries`.
+    /// Make the block set equal to `entries`, never mapping more than `limit` bytes at a
+    /// time: free the blocks that go first, then resize, then (after waiting for the
+    /// freed memory to be reclaimed, if it must) create.
     fn apply_mirror(
         &mut self,
         at: u64,
         entries: &[BlockEntry],
-        max_total_bytes: u64,
+        limit: u64,
+        reader: &Reader<F>,
     ) -> Result<(), LoadError> {
         let total: u64 = entries.iter().map(|e| e.length).sum();
-        if total > max_total_bytes {
+        if total > limit {
             return Err(LoadError::new(
                 at,
                 LoadErrorKind::OverMemoryLimit {
                     needed: total,
-                    limit: max_total_bytes,
+                    limit,
                 },
             ));
         }
-        let mut w = self.list.lock();
-        for e in entries {
-            let err = |source| LoadError::block(e.offset, &e.idstr, source);
-            let existing = w.block_by_name(&e.idstr).map(|b| {
-                (
-                    b.offset(),
-                    b.used_length(),
-                    b.max_length(),
-                    b.is_resizeable(),
-                )
-            });
-            match existing {
-                Some((_, used, _, _)) if used == e.length => continue,
-                Some((offset, _, max, true)) if e.length <= max => {
-                    w.resize(offset, e.length).map_err(err)?;
-                }
-                Some((offset, ..)) => {
-                    w.free(offset).map_err(err)?;
-                    let a = w.alloc(e.length).map_err(err)?;
-                    w.set_idstr(a, None, &e.idstr).map_err(err)?;
-                }
-                None => {
-                    let a = w.alloc(e.length).map_err(err)?;
-                    w.set_idstr(a, None, &e.idstr).map_err(err)?;
-                }
-            }
-            self.stats.block_changes += 1;
-        }
-        let listed: HashSet<&str> = entries.iter().map(|e| e.idstr.as_str()).collect();
-        let gone: Vec<(u64, String)> = w
+        let listed: HashMap<&str, u64> = entries
             .iter()
-            .filter(|b| !b.idstr().is_empty() && !listed.contains(b.idstr()))
+            .map(|e| (e.idstr.as_str(), e.length))
+            .collect();
+        let mut w = self.list.lock();
+        // Unlisted blocks, and listed ones a resize cannot bring to the stream's length.
+        let doomed: Vec<(u64, String)> = w
+            .iter()
+            .filter(|b| match listed.get(b.idstr()) {
+                None => !b.idstr().is_empty(),
+                Some(&len) => {
+                    b.used_length() != len && !(b.is_resizeable() && len <= b.max_length())
+                }
+            })
             .map(|b| (b.offset(), b.idstr().to_owned()))
             .collect();
-        for (offset, idstr) in gone {
-            w.free(offset)
-                .map_err(|source| LoadError::block(at, &idstr, source))?;
+        for (offset, idstr) in &doomed {
+            w.free(*offset)
+                .map_err(|source| LoadError::block(at, idstr, source))?;
+            self.stats.block_changes += 1;
+        }
+        self.forget_blocks(
+            doomed
+                .iter()
+                .map(|d| d.1.as_str())
+                .filter(|n| !listed.contains_key(n)),
+        );
+        let mut create = Vec::new();
+        for e in entries {
+            let Some(b) = w.block_by_name(&e.idstr) else {
+                create.push(e);
+                continue;
+            };
+            if b.used_length() != e.length {
+                let offset = b.offset();
+                w.resize(offset, e.length)
+                    .map_err(|source| LoadError::block(e.offset, &e.idstr, source))?;
+                self.stats.block_changes += 1;
+            }
+        }
+        let needed: u64 = create.iter().map(|e| e.length).sum();
+        if needed > 0 && self.list.mapped_bytes().saturating_add(needed) > limit {
+            drop(w);
+            self.reclaim(reader);
+            w = self.list.lock();
+            let mapped = self.list.mapped_bytes();
+            if mapped.saturating_add(needed) > limit {
+                return Err(LoadError::new(
+                    at,
+                    LoadErrorKind::OverMemoryLimit {
+                        needed: mapped.saturating_add(needed),
+                        limit,
+                    },
+                ));
+            }
+        }
+        for e in create {
+            let err = |source| LoadError::block(e.offset, &e.idstr, source);
+            let a = w.alloc(e.length).map_err(err)?;
+            w.set_idstr(a, None, &e.idstr).map_err(err)?;
             self.stats.block_changes += 1;
         }
         Ok(())
+    }
+
+    /// Wait until the blocks freed so far are reclaimed (two grace periods, the second
+    /// queued by the callback of the first), if this thread may wait for a grace period:
+    /// not inside a critical section, and not as a QSBR reader (which is online, so a
+    /// grace period would wait for it).
+    fn reclaim(&self, reader: &Reader<F>) {
+        if reader.in_critical_section() || TypeId::of::<F>() == TypeId::of::<Qsbr>() {
+            return;
+        }
+        let domain = self.list.domain();
+        domain.barrier();
+        domain.barrier();
+    }
+
+    /// Drop the counters of blocks the mirror policy removed, so that they stay bounded
+    /// by the blocks the destination has.
+    fn forget_blocks<'n>(&mut self, gone: impl Iterator<Item = &'n str>) {
+        let gone: HashSet<&str> = gone.collect();
+        if gone.is_empty() {
+            return;
+        }
+        self.stats
+            .blocks
+            .retain(|b| !gone.contains(b.idstr.as_str()));
+        self.stats_index = self
+            .stats
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.idstr.clone(), i))
+            .collect();
     }
 }
 

@@ -75,7 +75,7 @@ impl<'l, F: Flavor> RamLoader<'l, F> {
             let at = r.offset();
             match self.decoder.next(r)? {
                 RamRecord::Eos => return Ok(()),
-                RamRecord::MemSize(entries) => self.dest.mem_size(at, &entries)?,
+                RamRecord::MemSize(entries) => self.dest.mem_size(at, &entries, reader)?,
                 RamRecord::Page { block, addr, data } => {
                     self.dest
                         .page(at, block, addr, PageData::Bytes(data), reader)?;

@@ -26,7 +26,15 @@ pub enum BlockPolicy {
     /// Make the destination's block set equal to every `MEM_SIZE` record: create missing
     /// blocks (anonymous memory), resize or recreate changed ones, free unlisted ones.
     Mirror {
-        /// Upper bound on the total bytes a `MEM_SIZE` record may ask for.
+        /// Upper bound on the host memory the destination list maps for its blocks at any
+        /// moment of the load ([`RamList::mapped_bytes`](crate::RamList::mapped_bytes)):
+        /// live blocks plus removed blocks whose memory is not reclaimed yet. Every page
+        /// a record writes (a ZERO record with a non-zero fill byte as much as a PAGE
+        /// record) lies in one of those mappings, so this bounds what the load commits
+        /// too. A record that would need more waits for the removed blocks to be reclaimed
+        /// (unless the loading thread cannot wait for a grace period: a QSBR reader, or
+        /// one inside a critical section) and is then
+        /// [`OverMemoryLimit`](super::LoadErrorKind::OverMemoryLimit) if it still would.
         max_total_bytes: u64,
     },
 }

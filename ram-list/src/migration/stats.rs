@@ -61,8 +61,12 @@ pub struct LoadStats {
     /// existing-block policy).
     pub block_changes: u64,
     /// Per block of the destination, in order of first appearance (a block the mirror
-    /// policy frees leaves this list).
+    /// policy frees leaves this list, which so stays as long as the destination's).
     pub blocks: Vec<BlockLoadStats>,
+    /// With [`BlockPolicy::Mirror`](super::BlockPolicy::Mirror): the most host memory the
+    /// destination had mapped ([`RamList::mapped_bytes`](crate::RamList::mapped_bytes))
+    /// after applying a `MEM_SIZE` record; never more than `max_total_bytes`.
+    pub peak_mapped_bytes: u64,
 }
 
 /// What [`load`](super::load) read.
