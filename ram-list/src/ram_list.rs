@@ -292,12 +292,16 @@ impl<F: Flavor> RamList<F> {
         ControlFlow::Continue(())
     }
 
-    /// The block named `name` (`qemu_ram_block_by_name`).
+    /// The block named `name` (`qemu_ram_block_by_name`). An empty name names no block
+    /// (unnamed blocks are not migratable).
     pub fn block_by_name<'g>(
         &'g self,
         name: &str,
         guard: &'g ReadGuard<'_, F>,
     ) -> Option<&'g RamBlock> {
+        if name.is_empty() {
+            return None;
+        }
         self.blocks.iter(guard).find(|b| b.idstr() == name)
     }
 

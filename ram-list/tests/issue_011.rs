@@ -217,3 +217,40 @@ fn mirror_limit_holds_where_the_loader_cannot_wait() {
     );
     assert!(l.mapped_bytes() <= LIMIT);
 }
+
+/// Issue 11, item 4: a page record with an empty idstr names no block, even where the
+/// destination has an unnamed (not migratable) one: QEMU's "should not be migrated". The
+/// unnamed block is left as it was.
+#[test]
+fn a_page_for_the_empty_idstr_is_rejected_and_writes_nothing() {
+    let d: Domain<Memb> = Domain::new();
+    let l = RamList::new_in(&d);
+    l.alloc_named("ram0", 16 * P).unwrap();
+    let unnamed = l.lock().alloc(16 * P).unwrap();
+    let r = d.register();
+    for zero in [false, true] {
+        let mut b = B::stream();
+        b.start(4);
+        if zero {
+            b.zero("", 0, false, 9);
+        } else {
+            b.page("", 0, false, 9);
+        }
+        b.eos().footer().end().eos().footer().u8(0);
+        let e = load(&l, &b.0[..], &LoadOptions::default(), &r).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            &LoadErrorKind::NotMigratable {
+                idstr: String::new()
+            },
+            "{e}"
+        );
+        assert!(e.to_string().contains("should not be migrated"), "{e}");
+    }
+    let g = r.read_lock();
+    let b = l.lookup(unnamed, &g).unwrap();
+    assert_eq!(b.idstr(), "");
+    assert!(b.is_zero(0, 16 * P).unwrap());
+    assert!(l.block_by_name("", &g).is_none());
+    assert!(l.lock().block_by_name("").is_none());
+}

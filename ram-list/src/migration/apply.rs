@@ -135,6 +135,15 @@ impl<'l, F: Flavor> Destination<'l, F> {
         let name = match (block, &self.current) {
             (None, None) => return Err(LoadError::new(at, LoadErrorKind::ContinueWithoutBlock)),
             (None, Some(c)) => c.name.as_str(),
+            // QEMU's ram_block_from_stream: an unnamed block is never migrated.
+            (Some(""), _) => {
+                return Err(LoadError::new(
+                    at,
+                    LoadErrorKind::NotMigratable {
+                        idstr: String::new(),
+                    },
+                ))
+            }
             (Some(n), _) => n,
         };
         if let Some(c) = &self.current {

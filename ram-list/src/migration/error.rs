@@ -68,6 +68,12 @@ pub enum LoadErrorKind {
         /// The idstr from the stream.
         idstr: String,
     },
+    /// A page record naming a block that is not migratable: the empty idstr, which only
+    /// unnamed blocks have ("block ... should not be migrated").
+    NotMigratable {
+        /// The idstr from the stream.
+        idstr: String,
+    },
     /// A block whose length differs and cannot be resized ("Length mismatch").
     LengthMismatch {
         /// The block.
@@ -226,6 +232,9 @@ impl fmt::Display for LoadErrorKind {
             }
             LoadErrorKind::UnknownBlock { idstr } => {
                 write!(f, "Unknown ramblock \"{idstr}\", cannot accept migration")
+            }
+            LoadErrorKind::NotMigratable { idstr } => {
+                write!(f, "block \"{idstr}\" should not be migrated")
             }
             LoadErrorKind::LengthMismatch {
                 idstr,
