@@ -98,7 +98,7 @@ pub use dirty::{DirtyClient, DirtyMask, DirtyMemory, DIRTY_CHUNK_PAGES, DIRTY_CL
 pub use error::RamError;
 pub use guest_range::GuestRange;
 pub use index::RAM_OFFSET_ALIGN;
-pub use memory::PAGE_SIZE;
+pub use memory::{PAGE_BITS, PAGE_SIZE};
 pub use ram_list::{RamList, Translated};
 pub use translator::Translator;
 pub use writer::RamListWriter;

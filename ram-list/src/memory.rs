@@ -21,8 +21,10 @@ use core::ptr::NonNull;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::RamError;
 
+/// log2 of the guest page size (`TARGET_PAGE_BITS`).
+pub const PAGE_BITS: u32 = 12;
 /// Size of a guest page (`TARGET_PAGE_SIZE`).
-pub const PAGE_SIZE: u64 = 4096;
+pub const PAGE_SIZE: u64 = 1 << PAGE_BITS;
 /// Words of 8 bytes in a page.
 pub(crate) const PAGE_WORDS: usize = (PAGE_SIZE / 8) as usize;
 

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use ram_list::migration::{load, LoadErrorKind, LoadOptions, LoadReport};
-use ram_list::RamList;
+use ram_list::stream::Configuration;
+use ram_list::{RamList, PAGE_BITS};
 use rcu_core::{Domain, Memb, Qsbr};
 
 const P: u64 = PAGE as u64;
@@ -253,4 +254,63 @@ fn a_page_for_the_empty_idstr_is_rejected_and_writes_nothing() {
     assert!(b.is_zero(0, 16 * P).unwrap());
     assert!(l.block_by_name("", &g).is_none());
     assert!(l.lock().block_by_name("").is_none());
+}
+
+/// Issue 11, item 5: the configuration record's `target-page-bits` is checked. A stream
+/// from a source with 1 KiB pages is rejected (its page offsets and MEM_SIZE lengths mean
+/// something else); the local value, or none (QEMU sends it only for targets with a
+/// variable page size), loads.
+#[test]
+fn target_page_bits_other_than_ours_are_rejected() {
+    let stream = |bits: Option<u32>| {
+        let mut s = b"QEVM\0\0\0\x03".to_vec();
+        Configuration {
+            machine_type: "none".into(),
+            target_page_bits: bits,
+            capabilities: Vec::new(),
+            uuid: None,
+        }
+        .encode(&mut s);
+        let mut b = B(s);
+        b.start(4)
+            .mem_size(&[("ram0", 4 * P)])
+            .page("ram0", P, false, 1)
+            .eos()
+            .footer()
+            .end()
+            .eos()
+            .footer()
+            .u8(0);
+        b.0
+    };
+    let d: Domain<Memb> = Domain::new();
+    let l = RamList::new_in(&d);
+    l.alloc_named("ram0", 4 * P).unwrap();
+    let r = d.register();
+    for bits in [10, 13, 16] {
+        let e = load(&l, &stream(Some(bits))[..], &LoadOptions::default(), &r).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            &LoadErrorKind::PageSizeMismatch {
+                target_page_bits: bits
+            }
+        );
+        assert_eq!(e.offset(), 8, "the configuration record");
+        assert!(
+            e.to_string()
+                .contains(&format!("TARGET_PAGE_BITS is {bits}")),
+            "{e}"
+        );
+    }
+    let g = r.read_lock();
+    assert!(l
+        .block_by_name("ram0", &g)
+        .unwrap()
+        .is_zero(0, 4 * P)
+        .unwrap());
+    drop(g);
+    for bits in [Some(PAGE_BITS), None] {
+        let rep = load(&l, &stream(bits)[..], &LoadOptions::default(), &r).unwrap();
+        assert_eq!(rep.stats.data_pages, 1);
+    }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::io;
 
 use crate::stream::{StreamError, StreamErrorKind};
-use crate::RamError;
+use crate::{RamError, PAGE_BITS};
 
 /// An error of the load side: every malformed stream ends in one of these. Shaped like
 /// [`io::Error`]: the byte offset in the stream of the offending record or field, once; a
@@ -63,6 +63,13 @@ pub enum LoadErrorKind {
     },
     /// The stream ended (EOF record) before the RAM section's END.
     MissingRamEnd,
+    /// The configuration record's `target-page-bits` is not this crate's
+    /// [`PAGE_BITS`](crate::PAGE_BITS): every page offset and length of the stream would be
+    /// misread.
+    PageSizeMismatch {
+        /// The source's `TARGET_PAGE_BITS`.
+        target_page_bits: u32,
+    },
     /// A block name the destination does not have ("Unknown ramblock").
     UnknownBlock {
         /// The idstr from the stream.
@@ -230,6 +237,10 @@ impl fmt::Display for LoadErrorKind {
             LoadErrorKind::MissingRamEnd => {
                 f.write_str("stream ended before the RAM section's END")
             }
+            LoadErrorKind::PageSizeMismatch { target_page_bits } => write!(
+                f,
+                "Received TARGET_PAGE_BITS is {target_page_bits} but local is {PAGE_BITS}"
+            ),
             LoadErrorKind::UnknownBlock { idstr } => {
                 write!(f, "Unknown ramblock \"{idstr}\", cannot accept migration")
             }

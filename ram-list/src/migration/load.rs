@@ -12,8 +12,8 @@ use super::error::{LoadError, LoadErrorKind};
 use super::format::{RamRecord, RecordDecoder, RAM_SECTION_NAME, RAM_SECTION_VERSION};
 use super::options::LoadOptions;
 use super::stats::{LoadReport, LoadStats};
-use crate::stream::{CountingReader, QemuFileReader, SectionKind};
-use crate::RamList;
+use crate::stream::{CountingReader, QemuFileReader, SectionKind, CONFIGURATION_OFFSET};
+use crate::{RamList, PAGE_BITS};
 
 /// The load side of the RAM section (QEMU's `ram_load_precopy`), section body by section
 /// body. Keeps the "current block" for CONTINUE across sections by idstr (and a
@@ -95,7 +95,8 @@ impl<'l, F: Flavor> RamLoader<'l, F> {
 /// END. Whatever follows (device sections, EOF) is not read.
 ///
 /// The `x-ignore-shared` capability in the configuration record turns on
-/// [`LoadOptions::ignore_shared`].
+/// [`LoadOptions::ignore_shared`]; a `target-page-bits` other than
+/// [`PAGE_BITS`](crate::PAGE_BITS) is [`LoadErrorKind::PageSizeMismatch`].
 ///
 /// # Blocking
 ///
@@ -115,6 +116,15 @@ pub fn load<F: Flavor, R: Read>(
     let configuration = qf.configuration().cloned();
     let mut opts = opts.clone();
     if let Some(c) = &configuration {
+        // QEMU's configuration post_load: a source with other pages cannot be loaded.
+        if let Some(bits) = c.target_page_bits.filter(|&b| b != PAGE_BITS) {
+            return Err(LoadError::new(
+                CONFIGURATION_OFFSET,
+                LoadErrorKind::PageSizeMismatch {
+                    target_page_bits: bits,
+                },
+            ));
+        }
         opts.ignore_shared |= c.has_capability("x-ignore-shared");
     }
     let mut loader = RamLoader::new(list, opts);
