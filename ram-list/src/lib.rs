@@ -78,6 +78,7 @@
 //! * `rayon`: [`migration::SaveOptions::parallel`], encoding pages on the rayon pool.
 #![doc(test(attr(deny(warnings))))]
 
+mod bitmap;
 mod block;
 mod dirty;
 mod error;
@@ -93,6 +94,7 @@ mod testing;
 mod translator;
 mod writer;
 
+pub use bitmap::PageBitmap;
 pub use block::{RamBlock, RamBlockFlags, MAX_IDSTR_LEN};
 pub use dirty::{DirtyClient, DirtyMask, DirtyMemory, DIRTY_CHUNK_PAGES, DIRTY_CLIENTS};
 pub use error::RamError;

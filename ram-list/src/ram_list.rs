@@ -635,8 +635,7 @@ mod tests {
         let r = d.register();
         let a = l.alloc_named("ram", MIB).unwrap();
         let g = r.read_lock();
-        l.dirty()
-            .sync_range(DirtyClient::Migration, a, 256, None, &g);
+        l.dirty().clear_range(DirtyClient::Migration, a, 256, &g);
         l.write(a + 4096 * 3 + 100, b"abc", &g).unwrap();
         assert_eq!(l.dirty().count(DirtyClient::Migration, a, 256, &g), 1);
         let mut buf = [0u8; 3];

@@ -492,8 +492,7 @@ mod tests {
         assert_eq!(l.resize(rs, 0), Err(RamError::InvalidSize { size: 0 }));
         assert_eq!(l.resize(3, 1), Err(RamError::NoBlock { addr: 3 }));
         let g = r.read_lock();
-        l.dirty()
-            .sync_range(DirtyClient::Migration, rs, 512, None, &g);
+        l.dirty().clear_range(DirtyClient::Migration, rs, 512, &g);
         let v = l.version();
         l.resize(rs, 300 * KIB).unwrap(); // rounded up to a page
         assert!(l.version() > v);

@@ -11,6 +11,7 @@ use super::error::SaveError;
 use super::format::{BlockEntry, RamRecord};
 use super::options::SaveOptions;
 use super::stats::{IterateStatus, SaveStats};
+use crate::bitmap::PageBitmap;
 use crate::block::RamBlock;
 use crate::dirty::DirtyClient;
 use crate::memory::PAGE_SIZE;
@@ -23,60 +24,17 @@ pub(super) struct SaveBlock {
     pub(super) offset: u64,
     pub(super) used_length: u64,
     /// Migration bitmap (QEMU's `rb->bmap`): bit `i` = page `i` still to send.
-    pub(super) bitmap: Vec<u64>,
-    pub(super) dirty: u64,
+    pub(super) bitmap: PageBitmap,
 }
 
 impl SaveBlock {
-    pub(super) fn pages(&self) -> u64 {
-        self.used_length / PAGE_SIZE
-    }
-
     fn all_dirty(idstr: String, offset: u64, used_length: u64) -> Self {
-        let pages = used_length / PAGE_SIZE;
-        let mut bitmap = vec![u64::MAX; pages.div_ceil(64) as usize];
-        if pages % 64 != 0 {
-            if let Some(last) = bitmap.last_mut() {
-                *last = (1u64 << (pages % 64)) - 1;
-            }
-        }
         SaveBlock {
             idstr,
             offset,
             used_length,
-            bitmap,
-            dirty: pages,
+            bitmap: PageBitmap::full(used_length / PAGE_SIZE),
         }
-    }
-
-    fn recount(&mut self) {
-        self.dirty = self.bitmap.iter().map(|w| u64::from(w.count_ones())).sum();
-    }
-
-    /// First dirty page at or after `from`.
-    pub(super) fn next_dirty(&self, from: u64) -> Option<u64> {
-        let pages = self.pages();
-        let mut w = (from / 64) as usize;
-        if from >= pages {
-            return None;
-        }
-        let mut word = self.bitmap[w] & (u64::MAX << (from % 64));
-        loop {
-            if word != 0 {
-                let p = w as u64 * 64 + u64::from(word.trailing_zeros());
-                return (p < pages).then_some(p);
-            }
-            w += 1;
-            if w >= self.bitmap.len() {
-                return None;
-            }
-            word = self.bitmap[w];
-        }
-    }
-
-    pub(super) fn clear(&mut self, page: u64) {
-        self.bitmap[(page / 64) as usize] &= !(1u64 << (page % 64));
-        self.dirty -= 1;
     }
 }
 
@@ -160,7 +118,7 @@ impl RamSaver {
 
     /// Dirty pages waiting to be sent (QEMU's `ram_bytes_remaining() / page size`).
     pub fn remaining(&self) -> u64 {
-        self.blocks.iter().map(|b| b.dirty).sum()
+        self.blocks.iter().map(|b| b.bitmap.count()).sum()
     }
 
     /// `(idstr, used_length)` of every block the destination has been told about.
@@ -189,7 +147,7 @@ impl RamSaver {
             .collect();
         for b in &self.blocks {
             list.dirty()
-                .sync_range(DirtyClient::Migration, b.offset, b.pages(), None, guard);
+                .clear_range(DirtyClient::Migration, b.offset, b.bitmap.pages(), guard);
         }
         self.pos = (0, 0);
         self.set_up = true;
@@ -224,15 +182,8 @@ impl RamSaver {
     ) {
         let before = self.remaining();
         for (b, _) in self.blocks.iter_mut().zip(live) {
-            let pages = b.pages();
-            list.dirty().sync_range(
-                DirtyClient::Migration,
-                b.offset,
-                pages,
-                Some(&mut b.bitmap),
-                guard,
-            );
-            b.recount();
+            list.dirty()
+                .sync_range(DirtyClient::Migration, b.offset, &mut b.bitmap, guard);
         }
         self.stats.syncs += 1;
         self.stats.dirtied_pages += self.remaining().saturating_sub(before);

@@ -78,8 +78,9 @@ impl RamSaver {
             (bi, page) = (0, 0);
         }
         for _ in 0..=n {
-            if let Some(p) = self.blocks[bi].next_dirty(page) {
-                self.blocks[bi].clear(p);
+            let bitmap = &mut self.blocks[bi].bitmap;
+            if let Some(p) = bitmap.next_set(page) {
+                bitmap.clear(p);
                 self.pos = (bi, p + 1);
                 return Some((bi, p));
             }
