@@ -111,39 +111,70 @@ struct Arrays {
     clients: [Box<[Chunk]>; DIRTY_CLIENTS],
 }
 
+/// The part of one bitmap word that a range covers.
+#[derive(Debug, Clone, Copy)]
+struct WordPart {
+    /// The range's bits in the word.
+    mask: u64,
+    /// The first of them.
+    shift: u32,
+    /// How many.
+    pages: u64,
+    /// Index in the range of the first.
+    pos: u64,
+}
+
 impl Arrays {
     fn pages(&self) -> u64 {
         self.clients[0].len() as u64 * DIRTY_CHUNK_PAGES
     }
 
+    /// Calls `f(word, part)` for each of `client`'s bitmap words that covers part of the
+    /// `npages` pages from page `first` (clamped to the bitmaps' end).
+    fn for_each_word(
+        &self,
+        client: DirtyClient,
+        first: u64,
+        npages: u64,
+        mut f: impl FnMut(&AtomicU64, WordPart),
+    ) {
+        if first >= self.pages() {
+            return;
+        }
+        let n = npages.min(self.pages() - first);
+        let chunks = &self.clients[client as usize];
+        let mut pos = 0u64;
+        for_each_run(first, n, |c, mut w, mut bit, mut left| {
+            while left > 0 {
+                let take = (64 - u64::from(bit)).min(left);
+                let part = WordPart {
+                    mask: bits(bit, take),
+                    shift: bit,
+                    pages: take,
+                    pos,
+                };
+                f(&chunks[c][w], part);
+                pos += take;
+                left -= take;
+                w += 1;
+                bit = 0;
+            }
+        });
+    }
+
     fn set_range(&self, start: u64, length: u64, mask: DirtyMask) {
-        if length == 0 || self.pages() == 0 {
+        if length == 0 {
             return;
         }
         let first = start / PAGE_SIZE;
         let Some(last) = start.checked_add(length - 1).map(|e| e / PAGE_SIZE) else {
             return;
         };
-        let last = last.min(self.pages() - 1);
-        if first > last {
-            return;
-        }
-        for client in DirtyClient::ALL {
-            if !mask.contains(client) {
-                continue;
-            }
-            let chunks = &self.clients[client as usize];
-            for_each_run(first, last - first + 1, |c, mut w, mut bit, mut n| {
-                let words = &chunks[c];
-                while n > 0 {
-                    let take = (64 - u64::from(bit)).min(n);
-                    // Release: publishes the guest stores made before this call to the
-                    // consumer's Acquire clear (module docs).
-                    words[w].fetch_or(bits(bit, take), Ordering::Release);
-                    n -= take;
-                    w += 1;
-                    bit = 0;
-                }
+        for client in DirtyClient::ALL.into_iter().filter(|c| mask.contains(*c)) {
+            self.for_each_word(client, first, last - first + 1, |word, part| {
+                // Release: publishes the guest stores made before this call to the
+                // consumer's Acquire clear (module docs).
+                word.fetch_or(part.mask, Ordering::Release);
             });
         }
     }
@@ -155,38 +186,31 @@ impl Arrays {
         npages: u64,
         mut into: Option<&mut PageBitmap>,
     ) -> u64 {
-        let first = start / PAGE_SIZE;
-        if first >= self.pages() || npages == 0 {
-            return 0;
-        }
-        let n = npages.min(self.pages() - first);
-        let chunks = &self.clients[client as usize];
         let mut count = 0u64;
-        let mut out_bit = 0u64;
-        for_each_run(first, n, |c, mut w, mut bit, mut left| {
-            let words = &chunks[c];
-            while left > 0 {
-                let take = (64 - u64::from(bit)).min(left);
-                let m = bits(bit, take);
-                // Acquire: pairs with the writers' Release `fetch_or` (module docs); the
-                // caller copies pages only after this clear.
-                let old = if m == u64::MAX {
-                    words[w].swap(0, Ordering::Acquire)
-                } else {
-                    words[w].fetch_and(!m, Ordering::Acquire)
-                };
-                let got = (old & m) >> bit;
-                if got != 0 {
-                    count += u64::from(got.count_ones());
-                    if let Some(dst) = into.as_deref_mut() {
-                        dst.or_bits(out_bit, got, take);
-                    }
+        self.for_each_word(client, start / PAGE_SIZE, npages, |word, part| {
+            // Acquire: pairs with the writers' Release `fetch_or` (module docs); the caller
+            // copies pages only after this clear.
+            let old = if part.mask == u64::MAX {
+                word.swap(0, Ordering::Acquire)
+            } else {
+                word.fetch_and(!part.mask, Ordering::Acquire)
+            };
+            let got = (old & part.mask) >> part.shift;
+            if got != 0 {
+                count += u64::from(got.count_ones());
+                if let Some(dst) = into.as_deref_mut() {
+                    dst.or_bits(part.pos, got, part.pages);
                 }
-                out_bit += take;
-                left -= take;
-                w += 1;
-                bit = 0;
             }
+        });
+        count
+    }
+
+    fn count(&self, client: DirtyClient, start: u64, npages: u64) -> u64 {
+        let mut count = 0u64;
+        self.for_each_word(client, start / PAGE_SIZE, npages, |word, part| {
+            // Relaxed: a statistic.
+            count += u64::from((word.load(Ordering::Relaxed) & part.mask).count_ones());
         });
         count
     }
@@ -369,18 +393,6 @@ impl<F: Flavor> DirtyMemory<F> {
             .sync_range(client, start, pages, Some(into))
     }
 
-    /// Clears `client`'s dirty bits of `npages` pages starting at page-aligned ram address
-    /// `start`, and returns how many of those pages were dirty.
-    pub fn clear_range(
-        &self,
-        client: DirtyClient,
-        start: u64,
-        npages: u64,
-        guard: &ReadGuard<'_, F>,
-    ) -> u64 {
-        self.load(guard).sync_range(client, start, npages, None)
-    }
-
     /// Number of dirty pages for `client` in `[start, start + npages pages)`, without
     /// clearing.
     pub fn count(
@@ -390,26 +402,7 @@ impl<F: Flavor> DirtyMemory<F> {
         npages: u64,
         guard: &ReadGuard<'_, F>,
     ) -> u64 {
-        let a = self.load(guard);
-        let first = start / PAGE_SIZE;
-        if first >= a.pages() || npages == 0 {
-            return 0;
-        }
-        let n = npages.min(a.pages() - first);
-        let chunks = &a.clients[client as usize];
-        let mut count = 0u64;
-        for_each_run(first, n, |c, mut w, mut bit, mut left| {
-            while left > 0 {
-                let take = (64 - u64::from(bit)).min(left);
-                // Relaxed: a statistic.
-                let v = chunks[c][w].load(Ordering::Relaxed) & bits(bit, take);
-                count += u64::from(v.count_ones());
-                left -= take;
-                w += 1;
-                bit = 0;
-            }
-        });
-        count
+        self.load(guard).count(client, start, npages)
     }
 }
 
@@ -496,7 +489,7 @@ mod tests {
         );
         assert_eq!((all.count(), all.next_set(0)), (192, Some(64)));
         assert_eq!(small.count() + all.count(), 256);
-        assert_eq!(dm.clear_range(DirtyClient::Vga, start, 256, &g), 256);
+        assert!(dm.test_and_clear(DirtyClient::Vga, start, 256 * PAGE_SIZE, &g));
         assert_eq!(dm.count(DirtyClient::Vga, 0, 1024, &g), 0);
         drop(g);
         d.barrier();

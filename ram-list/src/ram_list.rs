@@ -459,6 +459,7 @@ mod tests {
     use super::*;
     use crate::dirty::DirtyClient;
     use crate::testing::{setup, KIB, MIB};
+    use crate::PAGE_SIZE;
     use std::cell::RefCell;
 
     std::thread_local! {
@@ -635,7 +636,8 @@ mod tests {
         let r = d.register();
         let a = l.alloc_named("ram", MIB).unwrap();
         let g = r.read_lock();
-        l.dirty().clear_range(DirtyClient::Migration, a, 256, &g);
+        l.dirty()
+            .test_and_clear(DirtyClient::Migration, a, 256 * PAGE_SIZE, &g);
         l.write(a + 4096 * 3 + 100, b"abc", &g).unwrap();
         assert_eq!(l.dirty().count(DirtyClient::Migration, a, 256, &g), 1);
         let mut buf = [0u8; 3];

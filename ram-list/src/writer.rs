@@ -492,7 +492,8 @@ mod tests {
         assert_eq!(l.resize(rs, 0), Err(RamError::InvalidSize { size: 0 }));
         assert_eq!(l.resize(3, 1), Err(RamError::NoBlock { addr: 3 }));
         let g = r.read_lock();
-        l.dirty().clear_range(DirtyClient::Migration, rs, 512, &g);
+        l.dirty()
+            .test_and_clear(DirtyClient::Migration, rs, 512 * PAGE_SIZE, &g);
         let v = l.version();
         l.resize(rs, 300 * KIB).unwrap(); // rounded up to a page
         assert!(l.version() > v);

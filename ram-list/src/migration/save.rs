@@ -145,9 +145,10 @@ impl RamSaver {
         self.blocks = migratable(list, guard)
             .map(|b| SaveBlock::all_dirty(b.idstr().to_owned(), b.offset(), b.used_length()))
             .collect();
-        for b in &self.blocks {
+        for b in &mut self.blocks {
+            // Into a full bitmap: the global bits are only cleared.
             list.dirty()
-                .clear_range(DirtyClient::Migration, b.offset, b.bitmap.pages(), guard);
+                .sync_range(DirtyClient::Migration, b.offset, &mut b.bitmap, guard);
         }
         self.pos = (0, 0);
         self.set_up = true;
