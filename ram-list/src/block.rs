@@ -236,11 +236,14 @@ impl RamBlock {
         (d < self.max_length).then_some(d)
     }
 
-    /// Whether the ram address `addr` is inside the used part of the block
-    /// (`addr - block->offset < block->used_length`).
+    /// Whether the ram address `addr` is inside the block's range of the address space,
+    /// `[offset, offset + max_length)`, as in QEMU's `qemu_get_ram_block` (and as
+    /// [`offset_of_host`](Self::offset_of_host) for host pointers). Accesses are limited to
+    /// the used part: past [`used_length`](Self::used_length) they are
+    /// [`RamError::OutOfRange`].
     #[inline(always)]
     pub fn contains(&self, addr: u64) -> bool {
-        addr.wrapping_sub(self.offset) < self.used_length()
+        addr.wrapping_sub(self.offset) < self.max_length
     }
 
     #[inline]
@@ -400,7 +403,8 @@ mod tests {
         );
         assert_eq!(b.idstr(), "");
         assert!(b.is_resizeable() && !b.is_prealloc());
-        assert!(b.contains(0x40000) && b.contains(0x41fff) && !b.contains(0x42000));
+        // The whole reserved range, as QEMU's lookups; accesses stop at the used length.
+        assert!(b.contains(0x40000) && b.contains(0x43fff) && !b.contains(0x44000));
         assert!(!b.contains(0x3ffff));
         b.write_u64(8, 0x1122).unwrap();
         assert_eq!(b.read_u64(8).unwrap(), 0x1122);

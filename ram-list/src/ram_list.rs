@@ -177,6 +177,12 @@ impl<F: Flavor> RamList<F> {
     /// The block containing ram address `addr`, trying `mru_block` first, then the list
     /// (a hit there becomes the new `mru_block`), as `qemu_get_ram_block` does. A bad
     /// address is `None`, not an abort.
+    ///
+    /// As in QEMU, a block contains the whole range it reserves, up to its `max_length`
+    /// ([`RamBlock::contains`]): the block found for an address agrees with
+    /// [`block_from_host`](Self::block_from_host) and
+    /// [`ram_addr_from_host`](Self::ram_addr_from_host). Reads and writes stop at the used
+    /// length ([`RamError::OutOfRange`] past it).
     #[inline]
     pub fn lookup<'g>(&'g self, addr: u64, guard: &'g ReadGuard<'_, F>) -> Option<&'g RamBlock> {
         self.check_guard(guard);

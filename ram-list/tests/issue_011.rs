@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use ram_list::migration::{load, LoadErrorKind, LoadOptions, LoadReport};
 use ram_list::stream::Configuration;
-use ram_list::{RamList, PAGE_BITS};
+use ram_list::{RamError, RamList, PAGE_BITS};
 use rcu_core::{Domain, Memb, Qsbr};
 
 const P: u64 = PAGE as u64;
@@ -313,4 +313,41 @@ fn target_page_bits_other_than_ours_are_rejected() {
         let rep = load(&l, &stream(bits)[..], &LoadOptions::default(), &r).unwrap();
         assert_eq!(rep.stats.data_pages, 1);
     }
+}
+
+/// Issue 11, item 7: lookups by ram address and by host pointer agree, as in QEMU (whose
+/// `qemu_get_ram_block` and `qemu_ram_block_from_host` both use `max_length`): the unused
+/// tail of a resizeable block is found by both, and accessing it is `OutOfRange`.
+#[test]
+fn lookup_by_address_agrees_with_lookup_by_host_pointer() {
+    let d: Domain<Memb> = Domain::new();
+    let l = RamList::new_in(&d);
+    let a = l.alloc_resizeable_named("rom", 16 * P, 256 * P).unwrap();
+    let r = d.register();
+    let g = r.read_lock();
+    let b = l.lookup(a, &g).unwrap();
+    let tlb = l.translator();
+    for off in [0, 16 * P - 1, 16 * P, 100 * P + 5, 256 * P - 1] {
+        let host = b.host().wrapping_add(off as usize);
+        let addr = l.ram_addr_from_host(host, &g).expect("inside the mapping");
+        assert_eq!(addr, a + off);
+        let by_addr = l.lookup(addr, &g).expect("the same block");
+        assert!(core::ptr::eq(by_addr, b), "{off:#x}");
+        assert!(core::ptr::eq(tlb.lookup(addr, &g).unwrap(), b));
+        assert_eq!(l.translate(addr, &g).unwrap().1, off);
+        let used = off < 16 * P;
+        assert_eq!(l.ptr_length(addr, 1, &g).is_some(), used, "{off:#x}");
+        let mut byte = [0u8; 1];
+        match l.read(addr, &mut byte, &g) {
+            Ok(()) => assert!(used),
+            Err(e) => assert!(!used && matches!(e, RamError::OutOfRange { .. }), "{e}"),
+        }
+    }
+    for host in [
+        b.host().wrapping_add(256 * P as usize),
+        b.host().wrapping_sub(1),
+    ] {
+        assert!(l.ram_addr_from_host(host, &g).is_none());
+    }
+    assert!(l.lookup(a + 256 * P, &g).is_none());
 }
