@@ -2,7 +2,7 @@
 //! `ram_save_setup`, `ram_save_iterate`, `ram_save_complete` and
 //! `migration_bitmap_sync`). Sending the pages is in `send.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use rcu_core::{Flavor, ReadGuard};
@@ -143,7 +143,7 @@ impl RamSaver {
         // is visible to the traversal below (pairs with the writer's Release bump).
         self.last_version = list.version();
         self.blocks = migratable(list, guard)
-            .map(|b| SaveBlock::all_dirty(b.idstr().to_owned(), b.offset(), b.used_length()))
+            .map(|(b, idstr)| SaveBlock::all_dirty(idstr.to_owned(), b.offset(), b.used_length()))
             .collect();
         for b in &mut self.blocks {
             // Into a full bitmap: the global bits are only cleared.
@@ -267,8 +267,9 @@ impl RamSaver {
         list: &'g RamList<F>,
         guard: &'g ReadGuard<'_, F>,
     ) -> Option<Vec<&'g RamBlock>> {
-        let by_name: HashMap<&str, &RamBlock> =
-            migratable(list, guard).map(|b| (b.idstr(), b)).collect();
+        let by_name: HashMap<&str, &RamBlock> = migratable(list, guard)
+            .map(|(b, idstr)| (idstr, b))
+            .collect();
         self.blocks
             .iter()
             .map(|sb| {
@@ -293,8 +294,7 @@ impl RamSaver {
             .collect();
         let mut changed: Option<String> = None;
         let mut new = Vec::new();
-        for b in migratable(list, guard) {
-            let idstr = b.idstr();
+        for (b, idstr) in migratable(list, guard) {
             match old.remove(idstr) {
                 Some(sb) if sb.offset == b.offset() && sb.used_length == b.used_length() => {
                     new.push(sb)
@@ -351,12 +351,100 @@ impl RamSaver {
     }
 }
 
-/// The blocks a migration sends: those with an idstr (QEMU's
-/// `RAMBLOCK_FOREACH_MIGRATABLE`; a block gets its idstr when it is registered for
-/// migration).
+/// The blocks a migration sends, with their idstr (read once: a concurrent unplug may
+/// clear it): those with an idstr (QEMU's `RAMBLOCK_FOREACH_MIGRATABLE`; a block gets its
+/// idstr when it is registered for migration), each idstr once.
+///
+/// A traversal can meet one idstr twice: when a block is unplugged and another plugged
+/// under its name while the traversal stands between the two in the list (the new block
+/// is linked further on). Only the first is kept: the change bumped the version, so the
+/// next call rebuilds the block list anyway, and the destination never sees a name twice
+/// in a `MEM_SIZE` record.
 fn migratable<'g, F: Flavor>(
     list: &'g RamList<F>,
     guard: &'g ReadGuard<'_, F>,
-) -> impl Iterator<Item = &'g RamBlock> + 'g {
-    list.iter(guard).filter(|b| !b.idstr().is_empty())
+) -> impl Iterator<Item = (&'g RamBlock, &'g str)> + 'g {
+    let mut seen: HashSet<&'g str> = HashSet::new();
+    list.iter(guard).filter_map(move |b| {
+        let idstr = b.idstr();
+        let keep = !idstr.is_empty() && seen.insert(idstr);
+        #[cfg(all(test, not(loom)))]
+        tests::visited(b);
+        keep.then_some((b, idstr))
+    })
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::migration::{RamRecord, RecordDecoder};
+    use crate::stream::CountingReader;
+    use crate::testing::{setup, KIB, MIB};
+
+    type VisitHook = Option<Box<dyn FnMut(&RamBlock)>>;
+
+    std::thread_local! {
+        /// Runs for each block the saver's traversal has visited (and read the idstr of).
+        static VISIT: RefCell<VisitHook> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn visited(b: &RamBlock) {
+        VISIT.with(|h| {
+            if let Some(f) = h.borrow_mut().as_mut() {
+                f(b);
+            }
+        });
+    }
+
+    /// Issue 11, item 8, forced: while `setup` stands on block "d", "d" is unplugged and a
+    /// smaller block is plugged under the same name (so it is linked after the traversal's
+    /// position, and the traversal meets "d" twice). The `MEM_SIZE` record still names each
+    /// block once, and the next call resends the block list.
+    #[test]
+    fn setup_lists_each_idstr_once_when_a_name_is_reused_during_its_traversal() {
+        let (d, l) = setup();
+        let r = d.register();
+        l.alloc_named("a", 4 * MIB).unwrap();
+        let x = l.alloc_named("d", MIB).unwrap();
+        l.alloc_named("s", 256 * KIB).unwrap();
+        let mut fired = false;
+        let list: &'static RamList = Box::leak(Box::new(l));
+        VISIT.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move |b: &RamBlock| {
+                if b.idstr() == "d" && !fired {
+                    fired = true;
+                    list.unplug(x).unwrap();
+                    list.alloc_named("d", 64 * KIB).unwrap();
+                }
+            }))
+        });
+        let mut saver = RamSaver::new(SaveOptions {
+            mirror_block_changes: true,
+            ..SaveOptions::default()
+        });
+        let mut out = Vec::new();
+        let g = r.read_lock();
+        saver.setup(list, &mut out, &g).unwrap();
+        drop(g);
+        VISIT.with(|h| h.borrow_mut().take());
+        let names: Vec<String> = saver.blocks().into_iter().map(|b| b.0).collect();
+        assert_eq!(names, ["a", "d", "s"], "each idstr once");
+        let mut dec = RecordDecoder::new(false);
+        let mut rd = CountingReader::new(&out[..]);
+        match dec.next(&mut rd).unwrap() {
+            RamRecord::MemSize(entries) => assert_eq!(entries.len(), 3),
+            other => panic!("{other:?}"),
+        }
+        // The next call sees the new version and sends the block list again.
+        let mut out = Vec::new();
+        saver.iterate(list, &mut out, 0, &r.read_lock()).unwrap();
+        assert_eq!(saver.stats().mem_size_records, 2);
+        let sizes: Vec<(String, u64)> = saver.blocks();
+        assert!(sizes.contains(&("d".to_owned(), 64 * KIB)), "{sizes:?}");
+        drop(r);
+        d.barrier();
+        d.barrier();
+    }
 }
