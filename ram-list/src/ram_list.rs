@@ -375,7 +375,7 @@ impl<F: Flavor> RamList<F> {
     /// Allocate an anonymous block of `size` bytes named `name` (alloc + `set_idstr`
     /// under one writer lock); returns its ram address.
     pub fn alloc_named(&self, name: &str, size: u64) -> Result<u64, RamError> {
-        self.alloc_then_name(name, |w| w.alloc(size))
+        self.lock().alloc_named(name, size)
     }
 
     /// Allocate a resizeable block named `name` (`qemu_ram_alloc_resizeable` +
@@ -398,11 +398,7 @@ impl<F: Flavor> RamList<F> {
     ) -> Result<u64, RamError> {
         let mut w = self.lock();
         let addr = alloc(&mut w)?;
-        if let Err(e) = w.set_idstr(addr, None, name) {
-            w.free(addr)?;
-            return Err(e);
-        }
-        Ok(addr)
+        w.name_new(addr, name)
     }
 
     /// Free the block at `addr` (`qemu_ram_free`).

@@ -99,6 +99,23 @@ impl<'a, F: Flavor> RamListWriter<'a, F> {
         self.alloc_with(size, size, RamBlockFlags::NONE)
     }
 
+    /// Allocate an anonymous block of `size` bytes named `name` (alloc + `set_idstr`); a
+    /// block that cannot take the name is freed again. Returns its ram address.
+    pub fn alloc_named(&mut self, name: &str, size: u64) -> Result<u64, RamError> {
+        let addr = self.alloc(size)?;
+        self.name_new(addr, name)
+    }
+
+    /// Name the block just allocated at `addr`, or free it again if it cannot take the
+    /// name.
+    pub(crate) fn name_new(&mut self, addr: u64, name: &str) -> Result<u64, RamError> {
+        if let Err(e) = self.set_idstr(addr, None, name) {
+            self.free(addr)?;
+            return Err(e);
+        }
+        Ok(addr)
+    }
+
     /// [`alloc`](Self::alloc) with flags: [`RamBlockFlags::SHARED`] maps the memory
     /// `MAP_SHARED`.
     pub fn alloc_flags(&mut self, size: u64, flags: RamBlockFlags) -> Result<u64, RamError> {

@@ -308,9 +308,8 @@ impl<'l, F: Flavor> Destination<'l, F> {
             }
         }
         for e in create {
-            let err = |source| LoadError::block(e.offset, &e.idstr, source);
-            let a = w.alloc(e.length).map_err(err)?;
-            w.set_idstr(a, None, &e.idstr).map_err(err)?;
+            w.alloc_named(&e.idstr, e.length)
+                .map_err(|source| LoadError::block(e.offset, &e.idstr, source))?;
             self.stats.block_changes += 1;
         }
         Ok(())
