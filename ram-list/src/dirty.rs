@@ -34,7 +34,8 @@ use rcu_core::{Domain, Flavor, RcuBox, ReadGuard};
 
 use crate::bitmap::PageBitmap;
 use crate::memory::PAGE_SIZE;
-use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
+use crate::sync::unmodelled::{Arc, AtomicU64};
+use crate::sync::{lock, Mutex, Ordering};
 
 /// Pages per bitmap chunk (QEMU's `DIRTY_MEMORY_BLOCK_SIZE`, smaller here: 128 MiB of
 /// address space per 4 KiB chunk).
@@ -256,13 +257,20 @@ fn bits(bit: u32, count: u64) -> u64 {
 }
 
 impl<F: Flavor> DirtyMemory<F> {
+    /// Bitmaps covering the first chunk of the address space ([`DIRTY_CHUNK_PAGES`]
+    /// pages, 128 MiB): every list gets blocks, and its first ones then cost no RCU copy
+    /// of the arrays (nor a callback to free the old ones).
     pub(crate) fn new(domain: &Domain<F>) -> Self {
-        let empty = Arrays {
-            clients: [Box::new([]), Box::new([]), Box::new([])],
+        let first = Arrays {
+            clients: [
+                Box::new([new_chunk()]),
+                Box::new([new_chunk()]),
+                Box::new([new_chunk()]),
+            ],
         };
         DirtyMemory {
-            arrays: RcuBox::new_in(empty.clone(), domain),
-            shadow: Mutex::new(empty),
+            arrays: RcuBox::new_in(first.clone(), domain),
+            shadow: Mutex::new(first),
         }
     }
 
@@ -417,13 +425,14 @@ mod tests {
         let r = d.register();
         let dm = DirtyMemory::new(&d);
         let g = r.read_lock();
-        assert_eq!(dm.pages(&g), 0);
-        dm.set_page(0, DirtyMask::ALL, &g); // beyond the end: ignored
-        dm.set_range(0, 10, DirtyMask::ALL, &g);
-        dm.extend(PAGE_SIZE * 10);
+        assert_eq!(dm.pages(&g), DIRTY_CHUNK_PAGES);
+        dm.set_page(DIRTY_CHUNK_PAGES * PAGE_SIZE, DirtyMask::ALL, &g); // beyond the end: ignored
+        dm.set_range(DIRTY_CHUNK_PAGES * PAGE_SIZE, 10, DirtyMask::ALL, &g);
+        dm.extend(PAGE_SIZE * 10); // covered already
         drop(g);
         let g = r.read_lock();
         assert_eq!(dm.pages(&g), DIRTY_CHUNK_PAGES);
+        assert_eq!(dm.count(DirtyClient::Vga, 0, DIRTY_CHUNK_PAGES, &g), 0);
         dm.set_range(PAGE_SIZE * 3 + 5, PAGE_SIZE, DirtyMask::NOCODE, &g);
         assert!(dm.get(DirtyClient::Vga, PAGE_SIZE * 3, &g));
         assert!(dm.get(DirtyClient::Migration, PAGE_SIZE * 4, &g));

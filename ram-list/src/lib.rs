@@ -65,7 +65,7 @@
 //! | `qemu_mutex_lock_ramlist` / BQL | [`RamList::lock`] -> [`RamListWriter`] |
 //! | `find_ram_offset`, `last_ram_offset` | [`RamListWriter::find_ram_offset`], [`RamList::last_ram_offset`] |
 //! | `qemu_ram_alloc`, `qemu_ram_alloc_from_ptr`, `qemu_ram_alloc_resizeable`, `qemu_ram_resize` | [`RamListWriter::alloc`], [`RamListWriter::alloc_from_ptr`] / [`RamListWriter::alloc_from_static`], [`RamListWriter::alloc_resizeable`], [`RamListWriter::resize`] |
-//! | `qemu_ram_set_idstr`, `qemu_ram_unset_idstr`, `qemu_ram_free` | [`RamListWriter::set_idstr`], [`RamListWriter::unset_idstr`], [`RamListWriter::free`] |
+//! | `qemu_ram_set_idstr`, `qemu_ram_unset_idstr`, `qemu_ram_free` | [`RamListWriter::set_idstr`], [`RamListWriter::unset_idstr`], [`RamListWriter::free`] (reclaimed through `call_rcu`; [`RamList::unplug_sync`] reclaims before returning) |
 //! | `qemu_get_ram_block`, `qemu_ram_block_from_host`, `qemu_ram_addr_from_host`, `qemu_ram_ptr_length` | [`RamList::lookup`] / [`RamList::translate`] (per thread: [`RamList::translator`]), [`RamList::block_from_host`], [`RamList::ram_addr_from_host`], [`RamList::ptr_length`] |
 //! | `qemu_ram_foreach_block`, `qemu_ram_block_by_name`, `ram_bytes_total` | [`RamList::foreach_block`], [`RamList::block_by_name`], [`RamList::bytes_total`] |
 //! | `cpu_physical_memory_set_dirty_range`, `..._test_and_clear_dirty`, `dirty_memory_extend` | [`DirtyMemory::set_range`], [`DirtyMemory::test_and_clear`], internal (on alloc) |

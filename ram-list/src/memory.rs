@@ -18,7 +18,8 @@
 
 use core::ptr::NonNull;
 
-use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::sync::unmodelled::{Arc, AtomicU64};
+use crate::sync::Ordering;
 use crate::RamError;
 
 /// log2 of the guest page size (`TARGET_PAGE_BITS`).

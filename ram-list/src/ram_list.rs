@@ -42,9 +42,9 @@ use crate::block::RamBlock;
 use crate::dirty::{DirtyMask, DirtyMemory};
 use crate::guest_range::GuestRange;
 use crate::index::BlockIndex;
-use crate::sync::{lock, Arc, AtomicPtr, AtomicU64, CachePadded, Mutex, Ordering};
+use crate::sync::{lock, unmodelled, Arc, AtomicPtr, AtomicU64, CachePadded, Mutex, Ordering};
 use crate::translator::Translator;
-use crate::writer::RamListWriter;
+use crate::writer::{clear_stale_hint, RamListWriter};
 use crate::RamError;
 
 /// The list of RAM blocks of one guest (QEMU's `RAMList`).
@@ -85,9 +85,10 @@ pub struct RamList<F: Flavor = Memb> {
     pub(crate) dirty: DirtyMemory<F>,
     /// Bytes of anonymous host memory mapped for the list's blocks, removed blocks
     /// included until they are reclaimed.
-    pub(crate) mapped: Arc<AtomicU64>,
+    pub(crate) mapped: unmodelled::Arc<unmodelled::AtomicU64>,
 }
 
+#[cfg(not(loom))]
 impl RamList<Memb> {
     /// An empty list in the process-wide default domain: read it under
     /// [`rcu_core::rcu_read_lock`].
@@ -96,6 +97,7 @@ impl RamList<Memb> {
     }
 }
 
+#[cfg(not(loom))]
 impl Default for RamList<Memb> {
     fn default() -> Self {
         Self::new()
@@ -113,7 +115,7 @@ impl<F: Flavor> RamList<F> {
             version: CachePadded(AtomicU64::new(0)),
             writer: Mutex::new(BlockIndex::default()),
             dirty: DirtyMemory::new(domain),
-            mapped: Arc::new(AtomicU64::new(0)),
+            mapped: unmodelled::Arc::new(unmodelled::AtomicU64::new(0)),
         }
     }
 
@@ -414,6 +416,31 @@ impl<F: Flavor> RamList<F> {
         w.free(addr)
     }
 
+    /// Unplug the block at `addr` (clear its idstr and free it) and reclaim it before
+    /// returning: the two grace periods of the reclamation (see the module docs) are
+    /// waited for here, without holding the writer lock, and the block's memory is
+    /// unmapped when this returns (QEMU's `qemu_ram_free` before it used `call_rcu`).
+    /// [`unplug`](Self::unplug) never blocks instead.
+    ///
+    /// # Blocking
+    ///
+    /// Waits for two grace periods of the list's domain.
+    ///
+    /// # Panics
+    ///
+    /// Where [`Domain::synchronize`] panics: inside a read-side critical section of the
+    /// list's domain, by an online QSBR reader of it, or from one of its callbacks.
+    pub fn unplug_sync(&self, addr: u64) -> Result<(), RamError> {
+        // SAFETY: contract 1: `name` is dropped below, after two grace periods that begin
+        // after the call.
+        let (retired, name) = unsafe { self.lock().unplug_detached(addr) }?;
+        let block = retired.synchronize();
+        clear_stale_hint(&self.mru, &block);
+        self.domain.synchronize();
+        drop((block, name));
+        Ok(())
+    }
+
     /// Resize the block at `addr` (`qemu_ram_resize`).
     pub fn resize(&self, addr: u64, new_size: u64) -> Result<(), RamError> {
         self.lock().resize(addr, new_size)
@@ -658,6 +685,48 @@ mod tests {
             Err(RamError::Unaligned { addr: 4 })
         );
         assert!(format!("{l:?}").contains("ram"));
+    }
+
+    /// `unplug_sync` returns only after the block is reclaimed: after every reader that
+    /// could hold it has left its critical section, with its memory unmapped.
+    #[test]
+    fn unplug_sync_reclaims_before_returning() {
+        use std::sync::atomic::AtomicBool;
+        let (d, l) = setup();
+        let x = l.alloc_named("x", MIB).unwrap();
+        l.alloc_named("y", MIB).unwrap();
+        assert_eq!(l.mapped_bytes(), 2 * MIB);
+        let done = AtomicBool::new(false);
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let r = d.register();
+                let g = r.read_lock();
+                let b = l.lookup(x, &g).unwrap();
+                held_tx.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                assert!(
+                    matches!(b.idstr(), "x" | ""),
+                    "cleared by the unplug, or not yet"
+                );
+                b.write_u64(0, 1).unwrap(); // still mapped
+                                            // Relaxed: the grace period orders this before `unplug_sync` returns.
+                done.store(true, Ordering::Relaxed);
+                drop(g);
+            });
+            held_rx.recv().unwrap();
+            l.unplug_sync(x).unwrap();
+            // Relaxed: see above.
+            assert!(
+                done.load(Ordering::Relaxed),
+                "returned before the reader left"
+            );
+            assert_eq!(l.mapped_bytes(), MIB, "unmapped before returning");
+        });
+        assert_eq!(l.unplug_sync(x), Err(RamError::NoBlock { addr: x }));
+        let r = d.register();
+        assert!(l.lookup(x, &r.read_lock()).is_none());
+        assert!(l.block_by_name("x", &r.read_lock()).is_none());
     }
 
     #[test]

@@ -13,14 +13,14 @@ use core::fmt;
 use core::ptr::{self, NonNull};
 
 use rcu_core::Flavor;
-use rcu_queue::QListWriter;
+use rcu_queue::{QListWriter, Retired};
 
-use crate::block::{RamBlock, RamBlockFlags, MAX_IDSTR_LEN};
+use crate::block::{OldIdstr, RamBlock, RamBlockFlags, MAX_IDSTR_LEN};
 use crate::dirty::DirtyMask;
 use crate::index::{count_step, BlockIndex};
 use crate::memory::{HostMemory, PAGE_SIZE};
 use crate::ram_list::RamList;
-use crate::sync::{MutexGuard, Ordering};
+use crate::sync::{AtomicPtr, MutexGuard, Ordering};
 use crate::RamError;
 
 /// Rounds `size` up to a page; `None` on overflow.
@@ -316,7 +316,24 @@ impl<'a, F: Flavor> RamListWriter<'a, F> {
     /// Free the block at `addr` (`qemu_ram_free`): unlink it, clear `mru_block`, bump the
     /// version, and reclaim it through `call_rcu` (the callback unmaps anonymous memory;
     /// caller memory is left alone). Two grace periods pass before that (module docs).
+    /// Never blocks; [`RamList::unplug_sync`] reclaims before returning instead.
     pub fn free(&mut self, addr: u64) -> Result<(), RamError> {
+        let retired = self.unlink(addr)?;
+        let mru = self.list.mru.clone();
+        let domain = self.list.domain.clone();
+        retired.call(move |block: Box<RamBlock>| {
+            // First grace period over: no reader can find the block in the list any more,
+            // so none can store it into the hint again. Clear a stale copy...
+            clear_stale_hint(&mru, &block);
+            // ...and wait for the readers that may have loaded it before that.
+            domain.defer_drop(block);
+        });
+        Ok(())
+    }
+
+    /// Unlink the block at `addr`: mark it retired, unlink it, clear the hint, bump the
+    /// version. The caller reclaims it in two stages (module docs).
+    fn unlink(&mut self, addr: u64) -> Result<Retired<RamBlock, F>, RamError> {
         let block = self.block(addr).ok_or(RamError::NoBlock { addr })?;
         // Relaxed: advisory for readers (they still see a live block).
         block.retired.store(true, Ordering::Relaxed);
@@ -325,24 +342,44 @@ impl<'a, F: Flavor> RamListWriter<'a, F> {
         let block = unsafe { &*ptr::from_ref(block) };
         let retired = self.q.remove(block);
         self.index.remove(addr, &name);
-        // Clear the hint before call_rcu (the rule from the patch review). Release, as every
-        // store of the hint; the grace period that follows orders it for the callback.
+        // Clear the hint before the grace periods (the rule from the patch review). Release,
+        // as every store of the hint; the grace period that follows orders it for the
+        // reclaimer.
         self.list.mru.store(ptr::null_mut(), Ordering::Release);
         self.bump();
-        let mru = self.list.mru.clone();
-        let domain = self.list.domain.clone();
-        retired.call(move |block: Box<RamBlock>| {
-            // First grace period over: no reader can find the block in the list any more,
-            // so none can store it into the hint again. Clear a stale copy...
-            let p = ptr::from_ref(&*block).cast_mut();
-            // Relaxed on both outcomes: the grace period ordered every earlier store of
-            // the hint before us; the block itself is freed only after another one.
-            let _ = mru.compare_exchange(p, ptr::null_mut(), Ordering::Relaxed, Ordering::Relaxed);
-            // ...and wait for the readers that may have loaded it before that.
-            domain.defer_drop(block);
-        });
-        Ok(())
+        Ok(retired)
     }
+
+    /// Unplug the block at `addr` for a reclaim by the caller: clear its idstr, keeping the
+    /// old string (readers may still hold it), and unlink it.
+    ///
+    /// # Safety
+    ///
+    /// 1. The returned string is dropped only after a grace period of the list's domain
+    ///    that began after this call.
+    pub(crate) unsafe fn unplug_detached(
+        &mut self,
+        addr: u64,
+    ) -> Result<(Retired<RamBlock, F>, OldIdstr), RamError> {
+        let block = self.block(addr).ok_or(RamError::NoBlock { addr })?;
+        let name = block.idstr().to_owned();
+        // SAFETY: contract 1 is this function's own.
+        let old = unsafe { block.take_idstr_locked() };
+        self.index.unname(&name);
+        self.bump();
+        Ok((self.unlink(addr)?, old))
+    }
+}
+
+/// Stage one of a block's reclamation, after the first grace period that follows its
+/// unlinking: no reader can find the block in the list any more, so none can store it
+/// into the hint again; clear a copy stored before. (The block is freed only after a
+/// second grace period, which waits for the readers that may have loaded that copy.)
+pub(crate) fn clear_stale_hint(mru: &AtomicPtr<RamBlock>, block: &RamBlock) {
+    let p = ptr::from_ref(block).cast_mut();
+    // Relaxed on both outcomes: the grace period ordered every earlier store of the hint
+    // before us; the block itself is freed only after another one.
+    let _ = mru.compare_exchange(p, ptr::null_mut(), Ordering::Relaxed, Ordering::Relaxed);
 }
 
 #[cfg(all(test, not(loom)))]
