@@ -410,16 +410,18 @@ mod tests {
         let x = l.alloc_named("d", MIB).unwrap();
         l.alloc_named("s", 256 * KIB).unwrap();
         let mut fired = false;
-        let list: &'static RamList = Box::leak(Box::new(l));
+        let list = std::sync::Arc::new(l);
+        let hooked = list.clone();
         VISIT.with(|h| {
             *h.borrow_mut() = Some(Box::new(move |b: &RamBlock| {
                 if b.idstr() == "d" && !fired {
                     fired = true;
-                    list.unplug(x).unwrap();
-                    list.alloc_named("d", 64 * KIB).unwrap();
+                    hooked.unplug(x).unwrap();
+                    hooked.alloc_named("d", 64 * KIB).unwrap();
                 }
             }))
         });
+        let list = &*list;
         let mut saver = RamSaver::new(SaveOptions {
             mirror_block_changes: true,
             ..SaveOptions::default()
