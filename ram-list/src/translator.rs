@@ -23,6 +23,11 @@ pub(crate) struct Sighting {
     block: *const RamBlock,
 }
 
+// SAFETY: the pointers are dereferenced only by `get`, under a read guard of the list's
+// domain and after the version check, in whatever thread that is; carrying them to another
+// thread carries no access with it.
+unsafe impl Send for Sighting {}
+
 impl Sighting {
     /// # Safety
     ///
@@ -140,15 +145,13 @@ pub(crate) fn sightings<'g, F: Flavor>(
 /// the grace period waits for it: `b` is alive for the whole section. Any other list
 /// change also bumps the version, which just empties the cache. The loom models in
 /// `loom-tests/tests/loom_translator.rs` drive this type against a concurrent unplug.
+///
+/// A translator is `Send` (it may move to the thread that uses it) but not `Sync`: one
+/// thread uses it at a time.
 pub struct Translator<'l, F: Flavor = Memb> {
     list: &'l RamList<F>,
     cached: Cell<Option<Sighting>>,
 }
-
-// SAFETY: the cached pointer is only dereferenced after the version check above, in
-// whatever thread the translator is used; moving the translator moves no access to the
-// block. (`Cell` keeps it `!Sync`: one thread uses it at a time.)
-unsafe impl<F: Flavor> Send for Translator<'_, F> where RamList<F>: Sync {}
 
 impl<'l, F: Flavor> Translator<'l, F> {
     pub(crate) fn new(list: &'l RamList<F>) -> Self {
@@ -216,7 +219,18 @@ impl<F: Flavor> fmt::Debug for Translator<'_, F> {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use crate::migration::RamLoader;
     use crate::testing::{setup, KIB, MIB};
+    use crate::Translator;
+    use rcu_core::Memb;
+
+    /// A translator and a loader can be handed to the thread that uses them.
+    #[test]
+    fn translators_and_loaders_are_send() {
+        fn send<T: Send>() {}
+        send::<Translator<'static, Memb>>();
+        send::<RamLoader<'static, Memb>>();
+    }
 
     /// A translator hits its cached block across critical sections without touching the
     /// shared hint, and drops the cache on any list change: a block unplugged and another
