@@ -175,7 +175,7 @@ fn two_renaming_records() -> Vec<u8> {
             b.zero(name, page * P, page > 0, 7);
         }
     }
-    b.eos().footer().end().eos().footer().u8(0);
+    b.close();
     b.0
 }
 
@@ -237,7 +237,7 @@ fn a_page_for_the_empty_idstr_is_rejected_and_writes_nothing() {
         } else {
             b.page("", 0, false, 9);
         }
-        b.eos().footer().end().eos().footer().u8(0);
+        b.close();
         let e = load(&l, &b.0[..], &LoadOptions::default(), &r).unwrap_err();
         assert_eq!(
             e.kind(),
@@ -275,12 +275,7 @@ fn target_page_bits_other_than_ours_are_rejected() {
         b.start(4)
             .mem_size(&[("ram0", 4 * P)])
             .page("ram0", P, false, 1)
-            .eos()
-            .footer()
-            .end()
-            .eos()
-            .footer()
-            .u8(0);
+            .close();
         b.0
     };
     let d: Domain<Memb> = Domain::new();

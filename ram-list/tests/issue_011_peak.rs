@@ -25,7 +25,7 @@ fn renaming_stream(rounds: usize, size: u64) -> Vec<u8> {
             b.zero(&name, page * P, page > 0, 0x5a);
         }
     }
-    b.eos().footer().end().eos().footer().u8(0);
+    b.close();
     b.0
 }
 

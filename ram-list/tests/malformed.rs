@@ -106,7 +106,7 @@ fn body(f: impl FnOnce(&mut B)) -> Vec<u8> {
     let mut b = B::stream();
     b.start(4);
     f(&mut b);
-    b.eos().footer().end().eos().footer().u8(0);
+    b.close();
     b.0
 }
 
@@ -285,13 +285,7 @@ fn idstr_length_overflow() {
     // A length byte longer than the name: the loader reads into the following fields.
     let mut b = B::stream();
     b.start(4).be64(0x08).u8(200).bytes(b"ram0");
-    b.bytes(&[0u8; 4096])
-        .eos()
-        .footer()
-        .end()
-        .eos()
-        .footer()
-        .u8(0);
+    b.bytes(&[0u8; 4096]).close();
     let e = d.load(&b.0).unwrap_err();
     assert!(
         matches!(
