@@ -60,7 +60,11 @@ impl<'l, F: Flavor> RamLoader<'l, F> {
     ///
     /// Blocks on `r` for as long as the stream does, and on the list's writer lock to
     /// apply a `MEM_SIZE` record; in neither wait does it hold a read-side critical
-    /// section (see the type docs).
+    /// section (see the type docs). With [`BlockPolicy::Mirror`](super::BlockPolicy), a
+    /// record that would map more than the limit first waits for removed blocks to be
+    /// reclaimed (two [`Domain::barrier`](rcu_core::Domain::barrier)s), unless this thread
+    /// is inside a critical section of the list's domain or is a QSBR reader. Do not call
+    /// it while this thread holds the list's writer lock.
     ///
     /// # Panics
     ///
