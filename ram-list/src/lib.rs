@@ -75,7 +75,7 @@
 //!
 //! # Features
 //!
-//! * `rayon`: [`migration::SaveOptions::parallel`], encoding pages on the rayon pool.
+//! * `rayon`: `migration::SaveOptions::parallel`, encoding pages on the rayon pool.
 #![doc(test(attr(deny(warnings))))]
 
 mod bitmap;
