@@ -29,9 +29,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use ram_list::{
-    load, CountingReader, LoadOptions, MigrationWriter, RamList, RamLoader, RamSaver, SaveOptions,
-};
+use ram_list::migration::{load, LoadOptions, MigrationWriter, RamLoader, RamSaver, SaveOptions};
+use ram_list::stream::CountingReader;
+use ram_list::RamList;
 use rcu_core::{Domain, Memb};
 use vm_memory::{
     GuestAddress, GuestAddressSpace, GuestMemory, GuestMemoryAtomic, GuestMemoryMmap,
@@ -515,18 +515,17 @@ impl MigrationBench {
         let mut loader = RamLoader::new(&self.dst, LoadOptions::default());
         let mut buf = std::mem::take(&mut self.pipe);
         buf.clear();
-        let g = r.read_lock();
-        saver.setup(&self.src, &mut buf, &g).unwrap();
+        saver.setup(&self.src, &mut buf, &r.read_lock()).unwrap();
         loader
-            .load_section(&mut CountingReader::new(&buf[..]), &g)
+            .load_section(&mut CountingReader::new(&buf[..]), &r)
             .unwrap();
-        drop(g);
         loop {
             buf.clear();
-            let g = r.read_lock();
-            let st = saver.iterate(&self.src, &mut buf, SECTION, &g).unwrap();
+            let st = saver
+                .iterate(&self.src, &mut buf, SECTION, &r.read_lock())
+                .unwrap();
             loader
-                .load_section(&mut CountingReader::new(&buf[..]), &g)
+                .load_section(&mut CountingReader::new(&buf[..]), &r)
                 .unwrap();
             if st.remaining == 0 {
                 break;
@@ -577,11 +576,9 @@ impl MigrationBench {
             let r = domain.register();
             let mut loader = RamLoader::new(dst, LoadOptions::default());
             for buf in full_rx {
-                let g = r.read_lock();
                 loader
-                    .load_section(&mut CountingReader::new(&buf[..]), &g)
+                    .load_section(&mut CountingReader::new(&buf[..]), &r)
                     .unwrap();
-                drop(g);
                 // The saver may have finished and dropped its end.
                 let _ = empty_tx.send(buf);
             }

@@ -1,12 +1,13 @@
 //! [`RamBlock`]: one contiguous range of guest RAM (QEMU's `RAMBlock`).
 
 use core::fmt;
+use core::ptr;
 
 use rcu_core::{Domain, Flavor};
 use rcu_queue::{rcu_link, QListLink};
 
 use crate::memory::{self, Backing, HostMemory, PAGE_SIZE, PAGE_WORDS};
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{ptr_mut, unmodelled, AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use crate::RamError;
 
 /// Longest idstr: QEMU's `char idstr[256]` holds a terminating NUL.
@@ -69,17 +70,28 @@ impl fmt::Debug for RamBlockFlags {
 
 /// The idstr of a block: an RCU-protected string pointer.
 ///
-/// Invariant: `ptr` always holds a `Box<String>` owned by this cell. It is replaced only by
-/// the list's writer (holding the writer lock); the replaced string is dropped after a
-/// grace period of the list's domain.
+/// Invariant: `ptr` always points at [`EMPTY`] (the empty idstr, never freed) or holds a
+/// `Box<String>` of a non-empty idstr owned by this cell. It is replaced only by the list's
+/// writer (holding the writer lock); a replaced box is dropped after a grace period of the
+/// list's domain. (So naming a new block, or clearing a name, queues nothing for the empty
+/// string.)
 struct IdStr {
     ptr: AtomicPtr<String>,
+}
+
+/// The empty idstr every cell starts with and returns to: read through shared references
+/// only, never freed.
+static EMPTY: String = String::new();
+
+fn empty() -> *mut String {
+    // Never written through: the cell only reads through it, and never frees it.
+    ptr::addr_of!(EMPTY).cast_mut()
 }
 
 impl IdStr {
     fn new() -> Self {
         IdStr {
-            ptr: AtomicPtr::new(Box::into_raw(Box::new(String::new()))),
+            ptr: AtomicPtr::new(empty()),
         }
     }
 
@@ -89,33 +101,64 @@ impl IdStr {
     /// the list's writer lock, for as long as the result is used.
     #[inline]
     unsafe fn get(&self) -> &str {
-        // Acquire (`qatomic_rcu_read`): pairs with the Release swap in `replace`, so the
-        // new string's bytes are visible.
+        // Acquire (`qatomic_rcu_read`): pairs with the Release swap in `swap`, so the new
+        // string's bytes are visible.
         let p = self.ptr.load(Ordering::Acquire);
-        // SAFETY: `p` is a live `Box<String>` (invariant): a replaced one is freed only
-        // after a grace period, which the caller's critical section holds off; under the
-        // writer lock nothing replaces it at all.
+        // SAFETY: `p` is `EMPTY` or a live `Box<String>` (invariant): a replaced box is
+        // freed only after a grace period, which the caller's critical section holds off;
+        // under the writer lock nothing replaces it at all.
         unsafe { &*p }
     }
 
     /// Publish `new`; the old string is dropped after a grace period of `domain`.
     /// The caller holds the list's writer lock.
     fn replace<F: Flavor>(&self, new: String, domain: &Domain<F>) {
+        // SAFETY: the old string is dropped by the call_rcu worker, after a grace period
+        // that begins after the swap (contract 1), or now if there is none to drop.
+        let old = unsafe { self.swap(new) };
+        if old.0.is_some() {
+            domain.defer_drop(old);
+        }
+    }
+
+    /// Publish `new` and hand back the old string. The caller holds the list's writer
+    /// lock.
+    ///
+    /// # Safety
+    ///
+    /// 1. The returned string is dropped only after a grace period of the list's domain
+    ///    that began after this call (readers may still hold it).
+    unsafe fn swap(&self, new: String) -> OldIdstr {
+        let new = if new.is_empty() {
+            empty()
+        } else {
+            Box::into_raw(Box::new(new))
+        };
         // AcqRel: Release publishes `new`; Acquire makes the old string ours to retire.
-        let old = self
-            .ptr
-            .swap(Box::into_raw(Box::new(new)), Ordering::AcqRel);
+        let old = self.ptr.swap(new, Ordering::AcqRel);
+        if old == empty() {
+            return OldIdstr(None);
+        }
         // SAFETY: `old` was the cell's `Box` (invariant) and is now unreachable for new
-        // readers; it is freed only after a grace period.
-        domain.defer_drop(unsafe { Box::from_raw(old) });
+        // readers; contract 1 keeps it alive for the readers that hold it.
+        OldIdstr(Some(unsafe { Box::from_raw(old) }))
     }
 }
 
+/// An idstr replaced in its cell, still to be reclaimed: the cell's whole `Box<String>`
+/// (readers dereference the box to reach the string, so the box must outlive them, not
+/// only the string's buffer), or nothing for the empty idstr.
+#[allow(clippy::box_collection)]
+pub(crate) struct OldIdstr(Option<Box<String>>);
+
 impl Drop for IdStr {
     fn drop(&mut self) {
-        // SAFETY: `&mut self`: the block is being freed (after its grace period), so no
-        // reader holds the string; it is the cell's own `Box`.
-        drop(unsafe { Box::from_raw(*self.ptr.get_mut()) });
+        let p = ptr_mut(&mut self.ptr);
+        if p != empty() {
+            // SAFETY: `&mut self`: the block is being freed (after its grace period), so no
+            // reader holds the string; it is the cell's own `Box` (invariant).
+            drop(unsafe { Box::from_raw(p) });
+        }
     }
 }
 
@@ -145,6 +188,17 @@ pub struct RamBlock {
 }
 
 rcu_link!(RamBlock, link: QListLink);
+
+/// Under loom, reclaiming a block counts as a write of its `used_length`: loom reports a
+/// reader's access to the block that is not ordered after the reclamation (a use after
+/// free) as a causality violation. (The idstr's cell is checked the same way by its own
+/// `Drop`.)
+#[cfg(loom)]
+impl Drop for RamBlock {
+    fn drop(&mut self) {
+        self.used_length.with_mut(|_| ());
+    }
+}
 
 impl RamBlock {
     pub(crate) fn new(
@@ -217,6 +271,17 @@ impl RamBlock {
         self.idstr.replace(idstr, domain);
     }
 
+    /// Clear the idstr and hand back the old one (the caller holds the writer lock).
+    ///
+    /// # Safety
+    ///
+    /// 1. The returned string is dropped only after a grace period of the list's domain
+    ///    that began after this call.
+    pub(crate) unsafe fn take_idstr_locked(&self) -> OldIdstr {
+        // SAFETY: contract 1 is this function's own.
+        unsafe { self.idstr.swap(String::new()) }
+    }
+
     pub(crate) fn set_used_length(&self, len: u64) {
         // Release: a reader that sees the new length sees what the writer did before.
         self.used_length.store(len, Ordering::Release);
@@ -236,11 +301,14 @@ impl RamBlock {
         (d < self.max_length).then_some(d)
     }
 
-    /// Whether the ram address `addr` is inside the used part of the block
-    /// (`addr - block->offset < block->used_length`).
+    /// Whether the ram address `addr` is inside the block's range of the address space,
+    /// `[offset, offset + max_length)`, as in QEMU's `qemu_get_ram_block` (and as
+    /// [`offset_of_host`](Self::offset_of_host) for host pointers). Accesses are limited to
+    /// the used part: past [`used_length`](Self::used_length) they are
+    /// [`RamError::OutOfRange`].
     #[inline(always)]
     pub fn contains(&self, addr: u64) -> bool {
-        addr.wrapping_sub(self.offset) < self.used_length()
+        addr.wrapping_sub(self.offset) < self.max_length
     }
 
     #[inline]
@@ -320,7 +388,7 @@ impl RamBlock {
 
     /// The words of the page at page-aligned `offset`, if it is inside `used_length`.
     #[inline]
-    pub(crate) fn page_words(&self, offset: u64) -> Option<&[crate::sync::AtomicU64]> {
+    pub(crate) fn page_words(&self, offset: u64) -> Option<&[unmodelled::AtomicU64]> {
         if offset % PAGE_SIZE != 0 {
             return None;
         }
@@ -400,7 +468,8 @@ mod tests {
         );
         assert_eq!(b.idstr(), "");
         assert!(b.is_resizeable() && !b.is_prealloc());
-        assert!(b.contains(0x40000) && b.contains(0x41fff) && !b.contains(0x42000));
+        // The whole reserved range, as QEMU's lookups; accesses stop at the used length.
+        assert!(b.contains(0x40000) && b.contains(0x43fff) && !b.contains(0x44000));
         assert!(!b.contains(0x3ffff));
         b.write_u64(8, 0x1122).unwrap();
         assert_eq!(b.read_u64(8).unwrap(), 0x1122);

@@ -32,8 +32,10 @@ use std::fmt;
 
 use rcu_core::{Domain, Flavor, RcuBox, ReadGuard};
 
+use crate::bitmap::PageBitmap;
 use crate::memory::PAGE_SIZE;
-use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
+use crate::sync::unmodelled::{Arc, AtomicU64};
+use crate::sync::{lock, Mutex, Ordering};
 
 /// Pages per bitmap chunk (QEMU's `DIRTY_MEMORY_BLOCK_SIZE`, smaller here: 128 MiB of
 /// address space per 4 KiB chunk).
@@ -110,39 +112,70 @@ struct Arrays {
     clients: [Box<[Chunk]>; DIRTY_CLIENTS],
 }
 
+/// The part of one bitmap word that a range covers.
+#[derive(Debug, Clone, Copy)]
+struct WordPart {
+    /// The range's bits in the word.
+    mask: u64,
+    /// The first of them.
+    shift: u32,
+    /// How many.
+    pages: u64,
+    /// Index in the range of the first.
+    pos: u64,
+}
+
 impl Arrays {
     fn pages(&self) -> u64 {
         self.clients[0].len() as u64 * DIRTY_CHUNK_PAGES
     }
 
+    /// Calls `f(word, part)` for each of `client`'s bitmap words that covers part of the
+    /// `npages` pages from page `first` (clamped to the bitmaps' end).
+    fn for_each_word(
+        &self,
+        client: DirtyClient,
+        first: u64,
+        npages: u64,
+        mut f: impl FnMut(&AtomicU64, WordPart),
+    ) {
+        if first >= self.pages() {
+            return;
+        }
+        let n = npages.min(self.pages() - first);
+        let chunks = &self.clients[client as usize];
+        let mut pos = 0u64;
+        for_each_run(first, n, |c, mut w, mut bit, mut left| {
+            while left > 0 {
+                let take = (64 - u64::from(bit)).min(left);
+                let part = WordPart {
+                    mask: bits(bit, take),
+                    shift: bit,
+                    pages: take,
+                    pos,
+                };
+                f(&chunks[c][w], part);
+                pos += take;
+                left -= take;
+                w += 1;
+                bit = 0;
+            }
+        });
+    }
+
     fn set_range(&self, start: u64, length: u64, mask: DirtyMask) {
-        if length == 0 || self.pages() == 0 {
+        if length == 0 {
             return;
         }
         let first = start / PAGE_SIZE;
         let Some(last) = start.checked_add(length - 1).map(|e| e / PAGE_SIZE) else {
             return;
         };
-        let last = last.min(self.pages() - 1);
-        if first > last {
-            return;
-        }
-        for client in DirtyClient::ALL {
-            if !mask.contains(client) {
-                continue;
-            }
-            let chunks = &self.clients[client as usize];
-            for_each_run(first, last - first + 1, |c, mut w, mut bit, mut n| {
-                let words = &chunks[c];
-                while n > 0 {
-                    let take = (64 - u64::from(bit)).min(n);
-                    // Release: publishes the guest stores made before this call to the
-                    // consumer's Acquire clear (module docs).
-                    words[w].fetch_or(bits(bit, take), Ordering::Release);
-                    n -= take;
-                    w += 1;
-                    bit = 0;
-                }
+        for client in DirtyClient::ALL.into_iter().filter(|c| mask.contains(*c)) {
+            self.for_each_word(client, first, last - first + 1, |word, part| {
+                // Release: publishes the guest stores made before this call to the
+                // consumer's Acquire clear (module docs).
+                word.fetch_or(part.mask, Ordering::Release);
             });
         }
     }
@@ -152,40 +185,33 @@ impl Arrays {
         client: DirtyClient,
         start: u64,
         npages: u64,
-        mut into: Option<&mut [u64]>,
+        mut into: Option<&mut PageBitmap>,
     ) -> u64 {
-        let first = start / PAGE_SIZE;
-        if first >= self.pages() || npages == 0 {
-            return 0;
-        }
-        let n = npages.min(self.pages() - first);
-        let chunks = &self.clients[client as usize];
         let mut count = 0u64;
-        let mut out_bit = 0u64;
-        for_each_run(first, n, |c, mut w, mut bit, mut left| {
-            let words = &chunks[c];
-            while left > 0 {
-                let take = (64 - u64::from(bit)).min(left);
-                let m = bits(bit, take);
-                // Acquire: pairs with the writers' Release `fetch_or` (module docs); the
-                // caller copies pages only after this clear.
-                let old = if m == u64::MAX {
-                    words[w].swap(0, Ordering::Acquire)
-                } else {
-                    words[w].fetch_and(!m, Ordering::Acquire)
-                };
-                let got = (old & m) >> bit;
-                if got != 0 {
-                    count += u64::from(got.count_ones());
-                    if let Some(dst) = into.as_deref_mut() {
-                        or_bits(dst, out_bit, got, take);
-                    }
+        self.for_each_word(client, start / PAGE_SIZE, npages, |word, part| {
+            // Acquire: pairs with the writers' Release `fetch_or` (module docs); the caller
+            // copies pages only after this clear.
+            let old = if part.mask == u64::MAX {
+                word.swap(0, Ordering::Acquire)
+            } else {
+                word.fetch_and(!part.mask, Ordering::Acquire)
+            };
+            let got = (old & part.mask) >> part.shift;
+            if got != 0 {
+                count += u64::from(got.count_ones());
+                if let Some(dst) = into.as_deref_mut() {
+                    dst.or_bits(part.pos, got, part.pages);
                 }
-                out_bit += take;
-                left -= take;
-                w += 1;
-                bit = 0;
             }
+        });
+        count
+    }
+
+    fn count(&self, client: DirtyClient, start: u64, npages: u64) -> u64 {
+        let mut count = 0u64;
+        self.for_each_word(client, start / PAGE_SIZE, npages, |word, part| {
+            // Relaxed: a statistic.
+            count += u64::from((word.load(Ordering::Relaxed) & part.mask).count_ones());
         });
         count
     }
@@ -231,13 +257,20 @@ fn bits(bit: u32, count: u64) -> u64 {
 }
 
 impl<F: Flavor> DirtyMemory<F> {
+    /// Bitmaps covering the first chunk of the address space ([`DIRTY_CHUNK_PAGES`]
+    /// pages, 128 MiB): every list gets blocks, and its first ones then cost no RCU copy
+    /// of the arrays (nor a callback to free the old ones).
     pub(crate) fn new(domain: &Domain<F>) -> Self {
-        let empty = Arrays {
-            clients: [Box::new([]), Box::new([]), Box::new([])],
+        let first = Arrays {
+            clients: [
+                Box::new([new_chunk()]),
+                Box::new([new_chunk()]),
+                Box::new([new_chunk()]),
+            ],
         };
         DirtyMemory {
-            arrays: RcuBox::new_in(empty.clone(), domain),
-            shadow: Mutex::new(empty),
+            arrays: RcuBox::new_in(first.clone(), domain),
+            shadow: Mutex::new(first),
         }
     }
 
@@ -350,20 +383,22 @@ impl<F: Flavor> DirtyMemory<F> {
             > 0
     }
 
-    /// Moves `client`'s dirty bits of `npages` pages starting at page-aligned ram address
-    /// `start` into `into` (bit `i` for page `i` of the range, OR-ed in), clearing them,
-    /// and returns how many of those pages were dirty. QEMU's
+    /// Moves `client`'s dirty bits of the `into.pages()` pages starting at page-aligned ram
+    /// address `start` into `into` (bit `i` for page `i` of the range, OR-ed in), clearing
+    /// them, and returns how many of those pages were dirty. QEMU's
     /// `cpu_physical_memory_sync_dirty_bitmap`: whole words are taken with one atomic swap
-    /// when the range is word aligned (blocks are 256 KiB aligned, so theirs are).
+    /// when the range is word aligned (blocks are 256 KiB aligned, so theirs are). The
+    /// bitmap sets the range, so no bit is ever cleared that the caller has no room for.
     pub fn sync_range(
         &self,
         client: DirtyClient,
         start: u64,
-        npages: u64,
-        into: Option<&mut [u64]>,
+        into: &mut PageBitmap,
         guard: &ReadGuard<'_, F>,
     ) -> u64 {
-        self.load(guard).sync_range(client, start, npages, into)
+        let pages = into.pages();
+        self.load(guard)
+            .sync_range(client, start, pages, Some(into))
     }
 
     /// Number of dirty pages for `client` in `[start, start + npages pages)`, without
@@ -375,43 +410,11 @@ impl<F: Flavor> DirtyMemory<F> {
         npages: u64,
         guard: &ReadGuard<'_, F>,
     ) -> u64 {
-        let a = self.load(guard);
-        let first = start / PAGE_SIZE;
-        if first >= a.pages() || npages == 0 {
-            return 0;
-        }
-        let n = npages.min(a.pages() - first);
-        let chunks = &a.clients[client as usize];
-        let mut count = 0u64;
-        for_each_run(first, n, |c, mut w, mut bit, mut left| {
-            while left > 0 {
-                let take = (64 - u64::from(bit)).min(left);
-                // Relaxed: a statistic.
-                let v = chunks[c][w].load(Ordering::Relaxed) & bits(bit, take);
-                count += u64::from(v.count_ones());
-                left -= take;
-                w += 1;
-                bit = 0;
-            }
-        });
-        count
+        self.load(guard).count(client, start, npages)
     }
 }
 
-/// ORs the low `n` bits of `v` into bitmap `dst` at bit position `pos`.
-fn or_bits(dst: &mut [u64], pos: u64, v: u64, n: u64) {
-    let w = (pos / 64) as usize;
-    let b = (pos % 64) as u32;
-    let v = if n >= 64 { v } else { v & ((1u64 << n) - 1) };
-    if w < dst.len() {
-        dst[w] |= v << b;
-    }
-    if b != 0 && w + 1 < dst.len() {
-        dst[w + 1] |= v >> (64 - b);
-    }
-}
-
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use rcu_core::Memb;
@@ -422,13 +425,14 @@ mod tests {
         let r = d.register();
         let dm = DirtyMemory::new(&d);
         let g = r.read_lock();
-        assert_eq!(dm.pages(&g), 0);
-        dm.set_page(0, DirtyMask::ALL, &g); // beyond the end: ignored
-        dm.set_range(0, 10, DirtyMask::ALL, &g);
-        dm.extend(PAGE_SIZE * 10);
+        assert_eq!(dm.pages(&g), DIRTY_CHUNK_PAGES);
+        dm.set_page(DIRTY_CHUNK_PAGES * PAGE_SIZE, DirtyMask::ALL, &g); // beyond the end: ignored
+        dm.set_range(DIRTY_CHUNK_PAGES * PAGE_SIZE, 10, DirtyMask::ALL, &g);
+        dm.extend(PAGE_SIZE * 10); // covered already
         drop(g);
         let g = r.read_lock();
         assert_eq!(dm.pages(&g), DIRTY_CHUNK_PAGES);
+        assert_eq!(dm.count(DirtyClient::Vga, 0, DIRTY_CHUNK_PAGES, &g), 0);
         dm.set_range(PAGE_SIZE * 3 + 5, PAGE_SIZE, DirtyMask::NOCODE, &g);
         assert!(dm.get(DirtyClient::Vga, PAGE_SIZE * 3, &g));
         assert!(dm.get(DirtyClient::Migration, PAGE_SIZE * 4, &g));
@@ -450,12 +454,10 @@ mod tests {
         // A range across a chunk boundary, unaligned.
         let s = (DIRTY_CHUNK_PAGES - 70) * PAGE_SIZE;
         dm.set_range(s, 140 * PAGE_SIZE, DirtyMask::ALL, &g);
-        let mut out = vec![0u64; 3];
-        let n = dm.sync_range(DirtyClient::Code, s, 140, Some(&mut out), &g);
+        let mut out = PageBitmap::new(140);
+        let n = dm.sync_range(DirtyClient::Code, s, &mut out, &g);
         assert_eq!(n, 140);
-        assert_eq!(out[0], u64::MAX);
-        assert_eq!(out[1], u64::MAX);
-        assert_eq!(out[2], (1 << 12) - 1);
+        assert_eq!(out.words(), [u64::MAX, u64::MAX, (1 << 12) - 1]);
         assert_eq!(dm.count(DirtyClient::Code, 0, DIRTY_CHUNK_PAGES * 3, &g), 1); // page 3
         assert_eq!(dm.count(DirtyClient::Vga, s, 140, &g), 140);
         drop(g);
@@ -468,5 +470,37 @@ mod tests {
         assert!(DirtyMask::NONE
             .union(DirtyClient::Code.mask())
             .contains(DirtyClient::Code));
+    }
+
+    /// Issue 11, item 6: a sync never clears a dirty bit it cannot hand over. 256 dirty
+    /// pages synced in two steps through bitmaps of 64 and 256 pages: 64, then the other
+    /// 192 (with `&mut [u64]` of one word, QEMU-style, the 192 were cleared and lost).
+    #[test]
+    fn sync_range_loses_no_dirty_bit() {
+        let d: Domain<Memb> = Domain::new();
+        let r = d.register();
+        let dm = DirtyMemory::new(&d);
+        dm.extend(PAGE_SIZE * 1024);
+        let g = r.read_lock();
+        let start = PAGE_SIZE * 64;
+        dm.set_range(start, 256 * PAGE_SIZE, DirtyMask::ALL, &g);
+        let mut small = PageBitmap::new(64);
+        assert_eq!(
+            dm.sync_range(DirtyClient::Migration, start, &mut small, &g),
+            64
+        );
+        assert_eq!(small.count(), 64);
+        assert_eq!(dm.count(DirtyClient::Migration, start, 256, &g), 192);
+        let mut all = PageBitmap::new(256);
+        assert_eq!(
+            dm.sync_range(DirtyClient::Migration, start, &mut all, &g),
+            192
+        );
+        assert_eq!((all.count(), all.next_set(0)), (192, Some(64)));
+        assert_eq!(small.count() + all.count(), 256);
+        assert!(dm.test_and_clear(DirtyClient::Vga, start, 256 * PAGE_SIZE, &g));
+        assert_eq!(dm.count(DirtyClient::Vga, 0, 1024, &g), 0);
+        drop(g);
+        d.barrier();
     }
 }

@@ -15,9 +15,11 @@
 //!   shared, which is what lets translation scale with the number of vCPU threads.
 //! * [`DirtyMemory`]: per-page dirty bitmaps per client, grown by RCU copy, so marking a
 //!   page dirty never takes a lock.
-//! * [`RamSaver`] / [`RamLoader`] / [`load`] / [`MigrationWriter`]: the "ram" section
-//!   (version 4) of QEMU's migration stream, compatible with real QEMU streams (see
-//!   `tests/fixtures/README.md`).
+//! * [`migration`]: the "ram" section (version 4) of QEMU's migration stream, both
+//!   directions ([`migration::RamSaver`], [`migration::MigrationWriter`],
+//!   [`migration::RamLoader`], [`migration::load`]), compatible with real QEMU streams (see
+//!   `tests/fixtures/README.md`); [`stream`]: the outer framing of that stream (the
+//!   `QEVM` header, the configuration record, sections).
 //!
 //! ```
 //! use rcu_core::{Domain, Memb};
@@ -63,38 +65,42 @@
 //! | `qemu_mutex_lock_ramlist` / BQL | [`RamList::lock`] -> [`RamListWriter`] |
 //! | `find_ram_offset`, `last_ram_offset` | [`RamListWriter::find_ram_offset`], [`RamList::last_ram_offset`] |
 //! | `qemu_ram_alloc`, `qemu_ram_alloc_from_ptr`, `qemu_ram_alloc_resizeable`, `qemu_ram_resize` | [`RamListWriter::alloc`], [`RamListWriter::alloc_from_ptr`] / [`RamListWriter::alloc_from_static`], [`RamListWriter::alloc_resizeable`], [`RamListWriter::resize`] |
-//! | `qemu_ram_set_idstr`, `qemu_ram_unset_idstr`, `qemu_ram_free` | [`RamListWriter::set_idstr`], [`RamListWriter::unset_idstr`], [`RamListWriter::free`] |
+//! | `qemu_ram_set_idstr`, `qemu_ram_unset_idstr`, `qemu_ram_free` | [`RamListWriter::set_idstr`], [`RamListWriter::unset_idstr`], [`RamListWriter::free`] (reclaimed through `call_rcu`; [`RamList::unplug_sync`] reclaims before returning) |
 //! | `qemu_get_ram_block`, `qemu_ram_block_from_host`, `qemu_ram_addr_from_host`, `qemu_ram_ptr_length` | [`RamList::lookup`] / [`RamList::translate`] (per thread: [`RamList::translator`]), [`RamList::block_from_host`], [`RamList::ram_addr_from_host`], [`RamList::ptr_length`] |
 //! | `qemu_ram_foreach_block`, `qemu_ram_block_by_name`, `ram_bytes_total` | [`RamList::foreach_block`], [`RamList::block_by_name`], [`RamList::bytes_total`] |
 //! | `cpu_physical_memory_set_dirty_range`, `..._test_and_clear_dirty`, `dirty_memory_extend` | [`DirtyMemory::set_range`], [`DirtyMemory::test_and_clear`], internal (on alloc) |
-//! | `ram_save_setup`, `ram_save_iterate`, `ram_save_complete`, `migration_bitmap_sync` | [`RamSaver::setup`], [`RamSaver::iterate`], [`RamSaver::complete`], [`RamSaver::sync`] |
-//! | `ram_load` | [`RamLoader::load_section`], [`load`] |
+//! | `ram_save_setup`, `ram_save_iterate`, `ram_save_complete`, `migration_bitmap_sync` | [`migration::RamSaver::setup`], [`migration::RamSaver::iterate`], [`migration::RamSaver::complete`], [`migration::RamSaver::sync`] |
+//! | `ram_load` | [`migration::RamLoader::load_section`], [`migration::load`] |
+//! | `qemu_loadvm_state` framing, `qemu_savevm_state_header` | [`stream::QemuFileReader`], [`migration::MigrationWriter`] |
+//!
+//! # Features
+//!
+//! * `rayon`: `migration::SaveOptions::parallel`, encoding pages on the rayon pool.
 #![doc(test(attr(deny(warnings))))]
 
+mod bitmap;
 mod block;
 mod dirty;
 mod error;
+mod guest_range;
+mod index;
 mod memory;
-mod migration;
-mod qemu_file;
+pub mod migration;
 mod ram_list;
+pub mod stream;
 mod sync;
+#[cfg(all(test, not(loom)))]
+mod testing;
+mod translator;
+mod writer;
 
+pub use bitmap::PageBitmap;
 pub use block::{RamBlock, RamBlockFlags, MAX_IDSTR_LEN};
 pub use dirty::{DirtyClient, DirtyMask, DirtyMemory, DIRTY_CHUNK_PAGES, DIRTY_CLIENTS};
 pub use error::RamError;
-pub use memory::PAGE_SIZE;
-pub use migration::{
-    load, BlockLoadStats, BlockPolicy, IterateStatus, LoadError, LoadOptions, LoadReport,
-    LoadStats, MigrationWriter, RamLoader, RamSaver, SaveError, SaveOptions, SaveStats,
-    MAX_MEM_SIZE_BLOCKS, RAM_SAVE_FLAG_COMPRESS_PAGE, RAM_SAVE_FLAG_CONTINUE, RAM_SAVE_FLAG_EOS,
-    RAM_SAVE_FLAG_FULL, RAM_SAVE_FLAG_HOOK, RAM_SAVE_FLAG_MEM_SIZE, RAM_SAVE_FLAG_MULTIFD_FLUSH,
-    RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_XBZRLE, RAM_SAVE_FLAG_ZERO, RAM_SECTION_ID, RAM_SECTION_NAME,
-    RAM_SECTION_VERSION,
-};
-pub use qemu_file::{
-    Configuration, CountingReader, QemuFileError, QemuFileReader, Record, SectionHeader,
-    SectionKind, MAX_CONFIGURATION_CAPABILITIES, MAX_CONFIGURATION_NAME_LEN, MAX_VMDESC_LEN,
-    QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION,
-};
-pub use ram_list::{GuestRange, RamList, RamListWriter, Translator, RAM_OFFSET_ALIGN};
+pub use guest_range::GuestRange;
+pub use index::RAM_OFFSET_ALIGN;
+pub use memory::{PAGE_BITS, PAGE_SIZE};
+pub use ram_list::{RamList, Translated};
+pub use translator::Translator;
+pub use writer::RamListWriter;

@@ -18,11 +18,14 @@
 
 use core::ptr::NonNull;
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::unmodelled::{Arc, AtomicU64};
+use crate::sync::Ordering;
 use crate::RamError;
 
+/// log2 of the guest page size (`TARGET_PAGE_BITS`).
+pub const PAGE_BITS: u32 = 12;
 /// Size of a guest page (`TARGET_PAGE_SIZE`).
-pub const PAGE_SIZE: u64 = 4096;
+pub const PAGE_SIZE: u64 = 1 << PAGE_BITS;
 /// Words of 8 bytes in a page.
 pub(crate) const PAGE_WORDS: usize = (PAGE_SIZE / 8) as usize;
 
@@ -46,6 +49,8 @@ pub(crate) struct HostMemory {
     ptr: NonNull<u8>,
     len: usize,
     backing: Backing,
+    /// The count of mapped bytes this mapping is part of, if any ([`HostMemory::counted`]).
+    account: Option<Arc<AtomicU64>>,
 }
 
 // SAFETY: the memory is only ever accessed through `AtomicU64` views (type invariant), which
@@ -88,6 +93,7 @@ impl HostMemory {
             ptr,
             len: len_usize,
             backing: Backing::Anonymous,
+            account: None,
         })
     }
 
@@ -112,7 +118,20 @@ impl HostMemory {
             ptr,
             len: len_usize,
             backing: Backing::Prealloc,
+            account: None,
         })
+    }
+
+    /// Count this mapping in `account` (bytes of host memory mapped) until it is
+    /// unmapped. Caller memory (`Prealloc`) is not counted: it is not ours.
+    pub(crate) fn counted(mut self, account: &Arc<AtomicU64>) -> Self {
+        if self.backing == Backing::Anonymous {
+            // Relaxed: a count. Writers add under the list's writer lock; whoever reads it
+            // to decide something (the loader) reads under that lock too.
+            account.fetch_add(self.len as u64, Ordering::Relaxed);
+            self.account = Some(account.clone());
+        }
+        self
     }
 
     pub(crate) fn backing(&self) -> Backing {
@@ -148,6 +167,11 @@ impl Drop for HostMemory {
             // length, and `&mut self` proves no view into it is left.
             let rc = unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
             debug_assert_eq!(rc, 0, "munmap failed");
+        }
+        if let Some(account) = &self.account {
+            // Release: pairs with the Acquire load of `RamList::mapped_bytes`; a reader that
+            // sees the smaller count sees the mapping gone.
+            account.fetch_sub(self.len as u64, Ordering::Release);
         }
     }
 }

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::*;
-use ram_list::{load, LoadError, LoadOptions, MigrationWriter, RamList, SaveOptions};
+use ram_list::migration::{
+    load, LoadError, LoadErrorKind, LoadOptions, LoadReport, MigrationWriter, SaveOptions,
+};
+use ram_list::RamList;
 use rcu_core::{Domain, Memb};
 
 const KIB: u64 = 1024;
@@ -124,18 +127,14 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>) {
     }
 }
 
-fn kind(r: &Result<ram_list::LoadReport, LoadError>) -> String {
+fn kind(r: &Result<LoadReport, LoadError>) -> String {
+    let name = |d: String| d.split([' ', '{', '(']).next().unwrap().to_owned();
     match r {
         Ok(_) => "Ok".into(),
-        Err(LoadError::Stream(e)) => format!(
-            "Stream::{}",
-            format!("{e:?}").split([' ', '{']).next().unwrap()
-        ),
-        Err(e) => format!("{e:?}")
-            .split([' ', '{'])
-            .next()
-            .unwrap()
-            .to_owned(),
+        Err(e) => match e.kind() {
+            LoadErrorKind::Stream(k) => format!("Stream::{}", name(format!("{k:?}"))),
+            k => name(format!("{k:?}")),
+        },
     }
 }
 

@@ -4,9 +4,11 @@
 mod common;
 
 use common::*;
-use ram_list::{
-    load, LoadError, LoadOptions, MigrationWriter, QemuFileError, RamError, RamList, SaveOptions,
+use ram_list::migration::{
+    load, LoadError, LoadErrorKind, LoadOptions, LoadReport, MigrationWriter, SaveOptions,
 };
+use ram_list::stream::StreamErrorKind;
+use ram_list::{RamError, RamList};
 use rcu_core::{Domain, Memb, Reader};
 
 const MIB: u64 = 1 << 20;
@@ -35,7 +37,7 @@ impl Dest {
         Dest { d, l }
     }
 
-    fn load(&self, bytes: &[u8]) -> Result<ram_list::LoadReport, LoadError> {
+    fn load(&self, bytes: &[u8]) -> Result<LoadReport, LoadError> {
         let r: Reader<Memb> = self.d.register();
         load(&self.l, bytes, &LoadOptions::default(), &r)
     }
@@ -104,7 +106,7 @@ fn body(f: impl FnOnce(&mut B)) -> Vec<u8> {
     let mut b = B::stream();
     b.start(4);
     f(&mut b);
-    b.eos().footer().end().eos().footer().u8(0);
+    b.close();
     b.0
 }
 
@@ -117,7 +119,7 @@ fn unknown_block() {
         }))
         .unwrap_err();
     assert!(
-        matches!(&e, LoadError::UnknownBlock { idstr, .. } if idstr == "nope"),
+        matches!(e.kind(), LoadErrorKind::UnknownBlock { idstr } if idstr == "nope"),
         "{e:?}"
     );
     let e = d
@@ -126,7 +128,8 @@ fn unknown_block() {
         }))
         .unwrap_err();
     assert!(
-        matches!(&e, LoadError::UnknownBlock { idstr, offset } if idstr == "ram1" && *offset == 34),
+        matches!(e.kind(), LoadErrorKind::UnknownBlock { idstr } if idstr == "ram1")
+            && e.offset() == 34,
         "{e:?}"
     );
     assert!(d.written().is_empty());
@@ -140,14 +143,13 @@ fn length_mismatch() {
             b.mem_size(&[("ram0", 2 * MIB)]);
         }))
         .unwrap_err();
-    match e {
-        LoadError::LengthMismatch {
+    match e.kind() {
+        LoadErrorKind::LengthMismatch {
             idstr,
             stream,
             local,
-            ..
         } => {
-            assert_eq!((idstr.as_str(), stream, local), ("ram0", 2 * MIB, MIB))
+            assert_eq!((idstr.as_str(), *stream, *local), ("ram0", 2 * MIB, MIB))
         }
         e => panic!("{e:?}"),
     }
@@ -158,13 +160,8 @@ fn length_mismatch() {
         }))
         .unwrap_err();
     assert!(
-        matches!(
-            &e,
-            LoadError::Block {
-                source: RamError::SizeTooLarge { .. },
-                ..
-            }
-        ),
+        matches!(e.kind(), LoadErrorKind::Block { .. })
+            && matches!(e.ram_error(), Some(RamError::SizeTooLarge { .. })),
         "{e:?}"
     );
     let why = std::error::Error::source(&e).unwrap().to_string();
@@ -192,7 +189,7 @@ fn offset_past_used_length() {
                 }))
                 .unwrap_err();
             assert!(
-                matches!(&e, LoadError::PageOutOfRange { addr, .. } if *addr == off),
+                matches!(e.kind(), LoadErrorKind::PageOutOfRange { addr, .. } if *addr == off),
                 "{blk} {off:#x}: {e:?}"
             );
         }
@@ -209,7 +206,7 @@ fn continue_without_previous_block() {
         }))
         .unwrap_err();
     assert!(
-        matches!(e, LoadError::ContinueWithoutBlock { offset: 34 }),
+        e.kind() == &LoadErrorKind::ContinueWithoutBlock && e.offset() == 34,
         "{e:?}"
     );
     let e = d
@@ -217,7 +214,7 @@ fn continue_without_previous_block() {
             b.zero("", 0, true, 0);
         }))
         .unwrap_err();
-    assert!(matches!(e, LoadError::ContinueWithoutBlock { .. }), "{e:?}");
+    assert_eq!(e.kind(), &LoadErrorKind::ContinueWithoutBlock, "{e:?}");
     // MEM_SIZE forgets the current block (it may have changed).
     let e = d
         .load(&body(|b| {
@@ -226,7 +223,7 @@ fn continue_without_previous_block() {
                 .page("", P, true, 1);
         }))
         .unwrap_err();
-    assert!(matches!(e, LoadError::ContinueWithoutBlock { .. }), "{e:?}");
+    assert_eq!(e.kind(), &LoadErrorKind::ContinueWithoutBlock, "{e:?}");
 }
 
 #[test]
@@ -239,7 +236,7 @@ fn unknown_and_unsupported_flags() {
             }))
             .unwrap_err();
         assert!(
-            matches!(e, LoadError::UnknownFlags { flags: f, .. } if f == flags),
+            e.kind() == &LoadErrorKind::UnknownFlags { flags },
             "{flags:#x}: {e:?}"
         );
     }
@@ -256,7 +253,7 @@ fn unknown_and_unsupported_flags() {
             }))
             .unwrap_err();
         assert!(
-            matches!(e, LoadError::Unsupported { feature, .. } if feature == feat),
+            e.kind() == &LoadErrorKind::Unsupported { feature: feat },
             "{flags:#x}: {e:?}"
         );
     }
@@ -273,7 +270,10 @@ fn truncated_at_every_byte() {
     for cut in 0..end {
         let e = d.load(&full[..cut]).unwrap_err();
         assert!(
-            matches!(e, LoadError::Stream(QemuFileError::Truncated { .. })),
+            matches!(
+                e.kind(),
+                LoadErrorKind::Stream(StreamErrorKind::Truncated { .. })
+            ),
             "cut {cut}: {e:?}"
         );
     }
@@ -285,16 +285,13 @@ fn idstr_length_overflow() {
     // A length byte longer than the name: the loader reads into the following fields.
     let mut b = B::stream();
     b.start(4).be64(0x08).u8(200).bytes(b"ram0");
-    b.bytes(&[0u8; 4096])
-        .eos()
-        .footer()
-        .end()
-        .eos()
-        .footer()
-        .u8(0);
+    b.bytes(&[0u8; 4096]).close();
     let e = d.load(&b.0).unwrap_err();
     assert!(
-        matches!(e, LoadError::UnknownBlock { .. } | LoadError::Stream(_)),
+        matches!(
+            e.kind(),
+            LoadErrorKind::UnknownBlock { .. } | LoadErrorKind::Stream(_)
+        ),
         "{e:?}"
     );
     // The longest possible length byte, with nothing after it.
@@ -303,11 +300,10 @@ fn idstr_length_overflow() {
     let e = d.load(&b.0).unwrap_err();
     assert!(
         matches!(
-            e,
-            LoadError::Stream(QemuFileError::Truncated {
+            e.kind(),
+            LoadErrorKind::Stream(StreamErrorKind::Truncated {
                 needed: 255,
                 got: 4,
-                ..
             })
         ),
         "{e:?}"
@@ -317,7 +313,10 @@ fn idstr_length_overflow() {
     b.start(4).be64(0x08).u8(2).bytes(&[0xff, 0xfe]);
     let e = d.load(&b.0).unwrap_err();
     assert!(
-        matches!(e, LoadError::Stream(QemuFileError::InvalidUtf8 { .. })),
+        matches!(
+            e.kind(),
+            LoadErrorKind::Stream(StreamErrorKind::InvalidUtf8 { .. })
+        ),
         "{e:?}"
     );
     // The same in MEM_SIZE.
@@ -327,7 +326,10 @@ fn idstr_length_overflow() {
         }))
         .unwrap_err();
     assert!(
-        matches!(e, LoadError::Stream(_) | LoadError::UnknownBlock { .. }),
+        matches!(
+            e.kind(),
+            LoadErrorKind::Stream(_) | LoadErrorKind::UnknownBlock { .. }
+        ),
         "{e:?}"
     );
     // On the save side an idstr cannot exceed 255 bytes in the first place.
@@ -346,7 +348,7 @@ fn mem_size_total_does_not_add_up() {
         }))
         .unwrap_err();
     assert!(
-        matches!(&e, LoadError::MemSizeMismatch { idstr, length, remaining, .. }
+        matches!(e.kind(), LoadErrorKind::MemSizeMismatch { idstr, length, remaining }
             if idstr == "ram0" && *length == MIB && *remaining == MIB - P),
         "{e:?}"
     );
@@ -358,10 +360,10 @@ fn mem_size_total_does_not_add_up() {
         .unwrap_err();
     assert!(
         matches!(
-            e,
-            LoadError::BadBlockEntry { .. }
-                | LoadError::MemSizeMismatch { .. }
-                | LoadError::Stream(_)
+            e.kind(),
+            LoadErrorKind::BadBlockEntry { .. }
+                | LoadErrorKind::MemSizeMismatch { .. }
+                | LoadErrorKind::Stream(_)
         ),
         "{e:?}"
     );
@@ -378,7 +380,7 @@ fn mem_size_total_does_not_add_up() {
             }))
             .unwrap_err();
         assert!(
-            matches!(e, LoadError::BadBlockEntry { .. }),
+            matches!(e.kind(), LoadErrorKind::BadBlockEntry { .. }),
             "{entries:?}: {e:?}"
         );
     }
@@ -391,7 +393,11 @@ fn mem_size_total_does_not_add_up() {
             }
         }))
         .unwrap_err();
-    assert!(matches!(e, LoadError::TooLarge { .. }), "{e:?}");
+    assert_eq!(
+        e.kind(),
+        &LoadErrorKind::TooManyBlocks { limit: 4096 },
+        "{e:?}"
+    );
     assert!(d.written().is_empty());
 }
 
@@ -403,7 +409,7 @@ fn framing_errors() {
     b.start(3).eos().footer();
     let e = d.load(&b.0).unwrap_err();
     assert!(
-        matches!(e, LoadError::UnsupportedVersion { version: 3, .. }),
+        e.kind() == &LoadErrorKind::UnsupportedVersion { version: 3 },
         "{e:?}"
     );
     // A device section before the RAM END.
@@ -412,25 +418,31 @@ fn framing_errors() {
     b.u8(0x04).be32(0).idstr("timer").be32(0).be32(2);
     let e = d.load(&b.0).unwrap_err();
     assert!(
-        matches!(&e, LoadError::UnexpectedSection { idstr, .. } if idstr == "timer"),
+        matches!(e.kind(), LoadErrorKind::UnexpectedSection { idstr } if idstr == "timer"),
         "{e:?}"
     );
     // EOF before the RAM END.
     let mut b = B::stream();
     b.start(4).eos().footer().u8(0);
     let e = d.load(&b.0).unwrap_err();
-    assert!(matches!(e, LoadError::MissingRamEnd { .. }), "{e:?}");
+    assert_eq!(e.kind(), &LoadErrorKind::MissingRamEnd, "{e:?}");
     // Missing footer, wrong magic.
     let mut b = B::stream();
     b.start(4).eos().u8(0x55);
     let e = d.load(&b.0).unwrap_err();
     assert!(
-        matches!(e, LoadError::Stream(QemuFileError::MissingFooter { .. })),
+        matches!(
+            e.kind(),
+            LoadErrorKind::Stream(StreamErrorKind::MissingFooter { .. })
+        ),
         "{e:?}"
     );
     let e = d.load(b"QEMU\0\0\0\x03").unwrap_err();
     assert!(
-        matches!(e, LoadError::Stream(QemuFileError::BadMagic { .. })),
+        matches!(
+            e.kind(),
+            LoadErrorKind::Stream(StreamErrorKind::BadMagic { .. })
+        ),
         "{e:?}"
     );
     assert!(e.to_string().contains("bad magic"));
@@ -446,7 +458,10 @@ fn mirror_limits() {
         b.mem_size(&[("huge", 1 << 40)]);
     });
     let e = load(&l, &stream[..], &LoadOptions::mirror(1 << 30), &r).unwrap_err();
-    assert!(matches!(e, LoadError::TooLarge { .. }), "{e:?}");
+    assert!(
+        matches!(e.kind(), LoadErrorKind::OverMemoryLimit { .. }),
+        "{e:?}"
+    );
     // Within the limit, the block is created, then a second MEM_SIZE removes it.
     let stream = body(|b| {
         b.mem_size(&[("a", 4 * P)])
@@ -475,5 +490,8 @@ fn our_own_stream_round_trips_and_is_rejected_by_a_wrong_destination() {
     let dst2 = RamList::new_in(&d);
     dst2.alloc_named("ram0", 2 * MIB).unwrap();
     let e = load(&dst2, &stream[..], &LoadOptions::default(), &r).unwrap_err();
-    assert!(matches!(e, LoadError::LengthMismatch { .. }), "{e:?}");
+    assert!(
+        matches!(e.kind(), LoadErrorKind::LengthMismatch { .. }),
+        "{e:?}"
+    );
 }

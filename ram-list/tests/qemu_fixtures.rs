@@ -4,8 +4,10 @@
 mod common;
 
 use common::*;
-use ram_list::{load, BlockPolicy, LoadError, LoadOptions, RamError, RamList};
-use rcu_core::{Domain, Memb};
+use ram_list::migration::{load, BlockPolicy, LoadErrorKind, LoadOptions, RamLoader};
+use ram_list::stream::{Configuration, QemuFileReader, SectionKind, StreamErrorKind};
+use ram_list::{RamError, RamList};
+use rcu_core::{Domain, Memb, Reader};
 
 const MIB: u64 = 1 << 20;
 
@@ -95,8 +97,8 @@ fn none_2m_ignore_shared_extra_be64() {
     let e = load(&l2, &raw[..], &LoadOptions::default(), &r2).unwrap_err();
     assert!(
         matches!(
-            e,
-            LoadError::UnknownFlags { .. } | LoadError::MemSizeMismatch { .. }
+            e.kind(),
+            LoadErrorKind::UnknownFlags { .. } | LoadErrorKind::MemSizeMismatch { .. }
         ),
         "{e:?}"
     );
@@ -187,13 +189,15 @@ fn microvm_mismatches_are_errors() {
         &r,
     )
     .unwrap_err();
-    match e {
-        LoadError::LengthMismatch {
+    match e.kind() {
+        LoadErrorKind::LengthMismatch {
             idstr,
             stream,
             local,
-            ..
-        } => assert_eq!((idstr.as_str(), stream, local), ("pc.bios", 65536, 131072)),
+        } => assert_eq!(
+            (idstr.as_str(), *stream, *local),
+            ("pc.bios", 65536, 131072)
+        ),
         e => panic!("{e:?}"),
     }
     // Resizeable blocks of other sizes are resized, within their max_length.
@@ -227,13 +231,11 @@ fn microvm_mismatches_are_errors() {
         &r,
     )
     .unwrap_err();
-    match e {
-        LoadError::Block {
-            idstr,
-            source: RamError::SizeTooLarge { .. },
-            ..
-        } => assert_eq!(idstr, "ram0"),
-        e => panic!("{e:?}"),
+    match (e.kind(), e.ram_error()) {
+        (LoadErrorKind::Block { idstr }, Some(RamError::SizeTooLarge { .. })) => {
+            assert_eq!(idstr, "ram0")
+        }
+        _ => panic!("{e:?}"),
     }
     // A missing block: "Unknown ramblock".
     let (d, l) = microvm_dest();
@@ -248,7 +250,7 @@ fn microvm_mismatches_are_errors() {
     )
     .unwrap_err();
     assert!(
-        matches!(&e, LoadError::UnknownBlock { idstr, .. } if idstr == "pc.bios"),
+        matches!(e.kind(), LoadErrorKind::UnknownBlock { idstr } if idstr == "pc.bios"),
         "{e:?}"
     );
     assert!(
@@ -292,7 +294,10 @@ fn mirror_policy_learns_blocks_from_mem_size() {
             &r,
         )
         .unwrap_err();
-        assert!(matches!(e, LoadError::TooLarge { .. }), "{name}: {e:?}");
+        assert!(
+            matches!(e.kind(), LoadErrorKind::OverMemoryLimit { .. }),
+            "{name}: {e:?}"
+        );
     }
 }
 
@@ -310,12 +315,127 @@ fn fixture_truncated_at_every_byte_of_the_headers_and_sampled_after() {
         let e = load(&l, &data[..cut], &LoadOptions::default(), &r3).unwrap_err();
         assert!(
             matches!(
-                e,
-                LoadError::Stream(ram_list::QemuFileError::Truncated { .. })
+                e.kind(),
+                LoadErrorKind::Stream(StreamErrorKind::Truncated { .. })
             ),
             "{cut}: {e:?}"
         );
         cut += if cut < 600 { 1 } else { 4099 };
     }
     drop(r);
+}
+
+/// A whole fixture walked section by section, the "ram" bodies through the real loader
+/// (mirror policy), the `-M none` device sections parsed by hand.
+struct Walk {
+    cfg: Configuration,
+    /// (kind, idstr, pages loaded) per section.
+    sections: Vec<(SectionKind, String, u64)>,
+    vmdesc: Option<String>,
+    list: RamList<Memb>,
+    reader: Reader<Memb>,
+}
+
+fn walk_fixture(name: &str) -> Walk {
+    let d: Domain<Memb> = Domain::new();
+    let list = RamList::new_in(&d);
+    let reader = d.register();
+    let data = fixture(name);
+    let mut qf = QemuFileReader::new(&data[..]).unwrap();
+    let cfg = qf.configuration().cloned().expect("configuration record");
+    let opts = LoadOptions {
+        ignore_shared: cfg.has_capability("x-ignore-shared"),
+        ..LoadOptions::mirror(1 << 30)
+    };
+    let mut loader = RamLoader::new(&list, opts);
+    let mut sections = Vec::new();
+    while let Some(h) = qf.next_section().unwrap() {
+        let before = loader.stats().data_pages + loader.stats().zero_pages;
+        match h.idstr.as_str() {
+            "ram" => loader
+                .load_section(qf.payload(), &reader)
+                .unwrap_or_else(|e| panic!("{name}: {e}")),
+            "timer" => {
+                assert_eq!(h.kind, SectionKind::Full);
+                qf.payload().skip(24).unwrap();
+            }
+            "globalstate" => {
+                let p = qf.payload();
+                let len = p.read_be32().unwrap();
+                let mut state = [0u8; 100];
+                p.read_bytes(&mut state).unwrap();
+                assert_eq!(&state[..len as usize], b"prelaunch\0");
+            }
+            other => panic!("{name}: unexpected section {other}"),
+        }
+        qf.finish_section(&h).unwrap();
+        let pages = loader.stats().data_pages + loader.stats().zero_pages - before;
+        sections.push((h.kind, h.idstr, pages));
+    }
+    let vmdesc = qf.read_vmdesc().unwrap();
+    drop(loader);
+    Walk {
+        cfg,
+        sections,
+        vmdesc,
+        list,
+        reader,
+    }
+}
+
+fn kinds(w: &Walk) -> Vec<(SectionKind, &str)> {
+    w.sections
+        .iter()
+        .map(|(k, n, _)| (*k, n.as_str()))
+        .collect()
+}
+
+#[test]
+fn none_2m_every_section_and_the_vmdesc() {
+    let w = walk_fixture("none-2m.qemu");
+    assert_eq!(w.cfg.machine_type, "none");
+    assert_eq!(w.cfg.capabilities, Vec::<String>::new());
+    assert_eq!((w.cfg.uuid, w.cfg.target_page_bits), (None, None));
+    assert_eq!(
+        kinds(&w),
+        [
+            (SectionKind::Start, "ram"),
+            (SectionKind::Part, "ram"),
+            (SectionKind::End, "ram"),
+            (SectionKind::Full, "timer"),
+            (SectionKind::Full, "globalstate"),
+        ]
+    );
+    assert_eq!(w.sections[1].2, 512);
+    assert!(w.vmdesc.unwrap().starts_with("{\"page_size\": 4096,"));
+    check_ram0(&w.list, &w.reader, 2 << 20);
+}
+
+#[test]
+fn none_4m_ratelimited_every_section() {
+    let w = walk_fixture("none-4m-ratelimited.qemu");
+    let ram: Vec<_> = w.sections.iter().filter(|s| s.1 == "ram").collect();
+    let parts = ram.iter().filter(|s| s.0 == SectionKind::Part).count();
+    assert!(parts > 1, "expected several PART sections, got {parts}");
+    let end = ram.last().unwrap();
+    assert_eq!(end.0, SectionKind::End);
+    assert!(end.2 > 0, "expected pages in the END section");
+    assert_eq!(ram.iter().map(|s| s.2).sum::<u64>(), 1024);
+    assert!(w.vmdesc.is_some());
+    check_ram0(&w.list, &w.reader, 4 << 20);
+}
+
+#[test]
+fn none_2m_ignore_shared_configuration() {
+    let w = walk_fixture("none-2m-ignore-shared.qemu");
+    assert_eq!(w.cfg.capabilities, vec!["x-ignore-shared".to_string()]);
+    assert_eq!(
+        w.cfg.uuid,
+        Some([
+            0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc,
+            0xde, 0xf0
+        ])
+    );
+    assert_eq!(w.cfg.target_page_bits, None);
+    check_ram0(&w.list, &w.reader, 2 << 20);
 }

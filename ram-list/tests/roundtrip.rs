@@ -9,7 +9,8 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
-use ram_list::{load, LoadOptions, MigrationWriter, RamList, RamSaver, SaveError, SaveOptions};
+use ram_list::migration::{load, LoadOptions, MigrationWriter, RamSaver, SaveError, SaveOptions};
+use ram_list::RamList;
 use rcu_core::{Domain, Memb, Reader};
 
 const P: u64 = PAGE as u64;
@@ -116,6 +117,7 @@ fn random_dirtying_serial() {
 }
 
 #[test]
+#[cfg(feature = "rayon")]
 fn random_dirtying_parallel_and_ignore_shared() {
     for seed in 10..13 {
         round_trip(

@@ -78,6 +78,11 @@ impl B {
     pub fn eos(&mut self) -> &mut Self {
         self.be64(0x10)
     }
+    /// EOS and the footer of the open section, then an END section with an empty body,
+    /// and EOF.
+    pub fn close(&mut self) -> &mut Self {
+        self.eos().footer().end().eos().footer().u8(0)
+    }
     /// MEM_SIZE with the given blocks (total = sum).
     pub fn mem_size(&mut self, blocks: &[(&str, u64)]) -> &mut Self {
         let total: u64 = blocks.iter().map(|b| b.1).sum();

@@ -1,44 +1,51 @@
-//! `ram-list`: a simulated VM that live-migrates its RAM while vCPUs write it and DIMMs are
-//! hot-plugged, and a reader for real QEMU migration files.
-//!
-//! ```text
-//! cargo run --release                        # the live-migration demo, default sizes
-//! cargo run --release -- --ram-mib 64 --vcpus 1 --transport tcp
-//! cargo run --release -- inspect ram-list/tests/fixtures/microvm-2m.qemu
-//! cargo run --release -- inspect FILE --extract ram0 --out ram0.bin
-//! ```
-
-mod demo;
+//! The command line: the demo's options (no subcommand) and `inspect`.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// QEMU's RAMList on RCU: live migration of a simulated VM with concurrent hotplug.
+///
+/// Without a subcommand, runs the live-migration demo with the options below; `inspect`
+/// reads a migration file written by QEMU.
 #[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
+#[command(
+    version,
+    about,
+    long_about,
+    after_help = "With no subcommand, `ram-list [OPTIONS]` runs the live-migration demo."
+)]
+pub struct Cli {
+    /// What to run instead of the demo.
     #[command(subcommand)]
-    command: Option<Command>,
+    pub command: Option<Command>,
+    /// The demo's options.
     #[command(flatten)]
-    demo: DemoArgs,
+    pub demo: DemoArgs,
 }
 
+/// The subcommands.
 #[derive(Debug, Subcommand)]
-enum Command {
+pub enum Command {
     /// Read the RAM section of a migration file written by QEMU (precopy): list its
     /// blocks and page counts, or extract one block's memory.
-    Inspect {
-        /// The migration stream (e.g. from `migrate "exec:cat > FILE"`).
-        file: PathBuf,
-        /// Write this block's memory (its idstr) to `--out`.
-        #[arg(long, requires = "out")]
-        extract: Option<String>,
-        /// Where `--extract` writes.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Inspect(InspectArgs),
+}
+
+/// Options of `inspect`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InspectArgs {
+    /// The migration stream (e.g. from `migrate "exec:cat > FILE"`).
+    pub file: PathBuf,
+    /// Write this block's memory (its idstr) to `--out`.
+    #[arg(long, requires = "out")]
+    pub extract: Option<String>,
+    /// Where `--extract` writes.
+    #[arg(long, requires = "extract")]
+    pub out: Option<PathBuf>,
+    /// Largest guest RAM (all blocks together) the stream may describe, in MiB.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_guest_mib: u64,
 }
 
 /// How the migration stream travels from source to destination.
@@ -97,26 +104,4 @@ pub struct DemoArgs {
     /// Seed of the vCPUs' and the hotplug thread's random choices.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let res = match cli.command {
-        Some(Command::Inspect { file, extract, out }) => {
-            demo::inspect::run(&file, extract.as_deref(), out.as_deref())
-        }
-        None => demo::run(&cli.demo),
-    };
-    match res {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ram-list: {e}");
-            let mut src = e.source();
-            while let Some(s) = src {
-                eprintln!("  caused by: {s}");
-                src = s.source();
-            }
-            ExitCode::FAILURE
-        }
-    }
 }
