@@ -110,15 +110,34 @@ impl Drop for RcuReadGuard {
     fn drop(&mut self) {
         // SAFETY: dropped exactly once, here, before the record can be released below.
         unsafe { ManuallyDrop::drop(&mut self.inner) };
-        let n = NESTING.with(|c| {
-            let n = c.get() - 1;
-            c.set(n);
-            n
-        });
-        if n == TEARDOWN {
-            release_kept();
+        // The common case (the outermost section ends) stores a constant, so the count does
+        // not form a chain of store-to-load forwardings from one section to the next: the
+        // load only feeds a predicted branch.
+        let n = NESTING.with(Cell::get);
+        if n == 1 {
+            NESTING.with(|c| c.set(0));
+        } else {
+            close_nested(n);
         }
     }
+}
+
+/// Closing a nested section, or one during thread teardown.
+#[cold]
+#[inline(never)]
+fn close_nested(n: usize) {
+    let n = n - 1;
+    NESTING.with(|c| c.set(n));
+    if n == TEARDOWN {
+        release_kept();
+    }
+}
+
+/// Opening a nested section, or one during thread teardown.
+#[cold]
+#[inline(never)]
+fn open_nested(n: usize) {
+    NESTING.with(|c| c.set(n + 1));
 }
 
 impl core::fmt::Debug for RcuReadGuard {
@@ -147,7 +166,13 @@ pub fn rcu_read_lock() -> RcuReadGuard {
     // registered while a critical section is open (`NESTING`, counted below, keeps it so
     // at thread exit). Panics, before counting, if the thread is offline.
     let inner = unsafe { ReadGuard::enter(rec) };
-    NESTING.with(|n| n.set(n.get() + 1));
+    // A constant in the common case (see `RcuReadGuard::drop`).
+    let n = NESTING.with(Cell::get);
+    if n == 0 {
+        NESTING.with(|c| c.set(1));
+    } else {
+        open_nested(n);
+    }
     RcuReadGuard {
         inner: ManuallyDrop::new(inner),
     }

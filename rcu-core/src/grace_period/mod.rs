@@ -65,6 +65,9 @@ struct State {
     /// The thread leading the grace period in progress (a fork from inside it, in its stall
     /// hook, keeps it leading in the child).
     leader: Option<std::thread::ThreadId>,
+    /// Callers waiting on `cv` (the leader notifies only if there are any: `notify_all` is
+    /// a system call even with nobody to wake).
+    waiters: usize,
 }
 
 /// A domain's grace-period side.
@@ -257,7 +260,9 @@ impl<F: Flavor> GracePeriods<F> {
             }
             if st.in_progress {
                 // Ride on the grace period in progress (or on the one after it).
+                st.waiters += 1;
                 st = sync::wait(&self.cv, st);
+                st.waiters -= 1;
                 continue;
             }
             st.in_progress = true;
@@ -285,7 +290,9 @@ impl<F: Flavor> GracePeriods<F> {
             self.completed.store(st.completed, Ordering::Release);
             st.in_progress = false;
             st.leader = None;
-            self.cv.notify_all();
+            if st.waiters > 0 {
+                self.cv.notify_all();
+            }
         }
     }
 
@@ -378,6 +385,8 @@ impl<F: Flavor> crate::fork::ForkHooks for GracePeriods<F> {
         // counter may or may not have been bumped; either is a valid counter value). If
         // the fork came from the leader itself (its stall hook), it goes on leading.
         let mut st = lock(&self.state);
+        // Only this thread exists, and it is not waiting on `cv` (it is forking).
+        st.waiters = 0;
         if st.leader != Some(me) {
             st.in_progress = false;
             st.leader = None;
