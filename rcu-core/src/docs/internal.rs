@@ -59,12 +59,29 @@
 //!
 //! ## Registration
 //!
-//! Records are added and removed under the registry mutex. A QSBR record is created online
-//! with `gp` read under that mutex: a scan that locks after us reads our `ctr`; a scan that
-//! locked before us bumped `gp` first, so we read the new value. Unregistering stores 0 with
-//! a full barrier and wakes a waiting leader, like an unlock. The leader clones the `Arc`s of
-//! the records it must wait for, so a reader may unregister (or its thread exit) while the
-//! leader sleeps: the leader never holds the registry lock while waiting.
+//! Records live in slots of an append-only list (newest first, `Release` publication,
+//! `Acquire` traversal); a slot is reused by later registrations but never freed before the
+//! domain, so grace periods scan it without a lock and wait on records without reference
+//! counts. Claiming and freeing slots is serialised by the registry mutex, never held
+//! across a wait. A QSBR record starts online with the current `gp` (`Acquire`), and every
+//! registration ends with a full fence before the reader's first critical section: a scan
+//! that misses the new record, or reads it idle, is therefore seen by that first section
+//! (pairing 1 with the registration's fence). Unregistering stores 0 with a full barrier
+//! and wakes a waiting leader, like an unlock. A slot reused while a leader waits on it
+//! shows a snapshot taken after the bump, which does not block.
+//!
+//! ## Nothing to wait for (pairing 1, before the bump)
+//!
+//! W: `unpublish p; fence(SeqCst); load count` (memb) or `load every r.ctr (Acquire)` (mb,
+//! qsbr, fallback). A registration increments `count` then executes a full fence before its
+//! first critical section; an mb/qsbr/fallback reader stores `ctr` then executes a full
+//! barrier before its loads. Either W sees the registration (memb) or the non-zero `ctr`,
+//! or the reader sees the unpublished state. A reader seen idle stored its 0 with `Release`
+//! after its last critical section, so that section happened-before W's free. A memb
+//! reader's entry has no hardware barrier, so for memb only "nobody registered" is decided
+//! this way; otherwise the full grace period (with `membarrier`) runs. A polled cookie takes
+//! a ticket (after a fence) from the counter of such checks; a check that draws a later
+//! ticket and finds nothing satisfies it.
 //!
 //! ## Sharing grace periods
 //!
