@@ -1,0 +1,228 @@
+//! The measurements: for one twin, set up the cell and the threads a row needs, run the
+//! twin's kernels on them, and turn their counts into the row's numbers.
+//!
+//! Both twins go through exactly this code: the same threads (all created here, with
+//! `std::thread`), the same start/stop protocol ([`Control`]), the same windows. Every
+//! kernel runs on a fresh thread, so no registration or thread-local state of one
+//! measurement is left in the next.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use super::results::Row;
+use super::twin::{empty_cell, Cell, Control, Counts, MakeTwin, Twin};
+
+/// Durations and sizes of the measurements.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Time budget of each single-thread read loop (and the baseline).
+    pub read: Duration,
+    /// Time budget of each synchronize loop.
+    pub sync: Duration,
+    /// Window of the updater + busy readers rows.
+    pub update: Duration,
+    /// Callbacks queued by the call_rcu row.
+    pub callbacks: u64,
+}
+
+impl Settings {
+    /// The defaults: about two minutes for five runs on two cores.
+    pub const DEFAULT: Settings = Settings {
+        read: Duration::from_millis(200),
+        sync: Duration::from_millis(300),
+        update: Duration::from_millis(1000),
+        callbacks: 1_000_000,
+    };
+
+    /// CI's smoke settings: every row, tiny durations.
+    pub const SMOKE: Settings = Settings {
+        read: Duration::from_millis(5),
+        sync: Duration::from_millis(5),
+        update: Duration::from_millis(50),
+        callbacks: 20_000,
+    };
+}
+
+/// How long the harness waits for workers to register before giving up on a measurement.
+const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one measurement produced.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    /// Row values (ns per operation for times, per second for throughputs).
+    pub values: Vec<(Row, f64)>,
+    /// Poisoned reads seen by its readers.
+    pub poisoned: u64,
+    /// What went wrong, if anything.
+    pub problems: Vec<String>,
+}
+
+impl Outcome {
+    fn problem(&mut self, what: String) {
+        self.problems.push(what);
+    }
+}
+
+/// Run the measurement of `row` (one that [`Row::is_measured`]) on a fresh twin from
+/// `make`: which kernels on which threads.
+pub fn measure(row: Row, make: MakeTwin, s: &Settings) -> Outcome {
+    let twin = make();
+    let twin = &*twin;
+    let cell = empty_cell();
+    twin.publish(&cell, 1);
+    let mut out = Outcome::default();
+    match row {
+        Row::ReadReader => read_row(&mut out, Row::ReadReader, || {
+            Some(twin.read_loop(&cell, nanos(s.read)))
+        }),
+        Row::ReadFree => read_row(&mut out, Row::ReadFree, || {
+            twin.read_loop_free_fns(&cell, nanos(s.read))
+        }),
+        Row::PlainLoad => read_row(&mut out, Row::PlainLoad, || {
+            Some(twin.plain_loop(&cell, nanos(s.read)))
+        }),
+        Row::SyncNoReader => {
+            let c = on_thread(|| twin.sync_loop(nanos(s.sync)));
+            time_row(&mut out, Row::SyncNoReader, c);
+        }
+        Row::SyncIdleReader => sync_idle(&mut out, twin, s),
+        Row::SyncBusyReader => sync_busy(&mut out, twin, &cell, s),
+        Row::Updates1 => updates(&mut out, twin, &cell, 1, s),
+        Row::Updates2 => updates(&mut out, twin, &cell, 2, s),
+        Row::CallRcu => {
+            let c = on_thread(|| twin.call_barrier(s.callbacks));
+            if c.check != s.callbacks {
+                out.problem(format!(
+                    "call_rcu: {} of {} callbacks ran before the barrier returned",
+                    c.check, s.callbacks
+                ));
+            }
+            out.values.push((Row::CallRcu, c.per_second()));
+        }
+        Row::Reads1 | Row::Reads2 | Row::TooShortGracePeriods => {
+            out.problem(format!("{}: not measured by itself", row.key()));
+        }
+    }
+    twin.reclaim(&cell);
+    out
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Run `f` on a fresh thread and return its result (re-raising its panic).
+fn on_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
+fn time_row(out: &mut Outcome, row: Row, c: Counts) {
+    if c.ops == 0 {
+        out.problem(format!("{}: no operation done", row.key()));
+    }
+    out.values.push((row, c.ns_per_op()));
+}
+
+/// A single-thread read loop over the published value 1: its sum must equal its reads.
+fn read_row(out: &mut Outcome, row: Row, kernel: impl FnOnce() -> Option<Counts> + Send) {
+    let Some(c) = on_thread(kernel) else {
+        return; // the flavor has no such path; the table says so
+    };
+    if c.check != c.ops {
+        out.problem(format!(
+            "{}: read {} values summing to {} (each is 1)",
+            row.key(),
+            c.ops,
+            c.check
+        ));
+    }
+    time_row(out, row, c);
+}
+
+fn sync_idle(out: &mut Outcome, twin: &dyn Twin, s: &Settings) {
+    let ctl = Control::default();
+    let (tx, rx) = mpsc::channel::<()>();
+    let c = thread::scope(|sc| {
+        let ctl = &ctl;
+        let idle = sc.spawn(move || {
+            twin.idle_reader(&mut || {
+                ctl.arrive();
+                let _ = rx.recv();
+            })
+        });
+        let arrived = ctl.wait_ready(1, ARRIVAL_TIMEOUT);
+        let c = arrived.then(|| on_thread(|| twin.sync_loop(nanos(s.sync))));
+        drop(tx);
+        let _ = idle.join();
+        c
+    });
+    match c {
+        Some(c) => time_row(out, Row::SyncIdleReader, c),
+        None => out.problem("sync_idle_reader: the idle reader never registered".into()),
+    }
+}
+
+fn sync_busy(out: &mut Outcome, twin: &dyn Twin, cell: &Cell, s: &Settings) {
+    let ctl = Control::default();
+    let (c, reader) = thread::scope(|sc| {
+        let reader = sc.spawn(|| twin.busy_reader(cell, &ctl));
+        let arrived = ctl.wait_ready(1, ARRIVAL_TIMEOUT);
+        ctl.go();
+        let c = arrived.then(|| on_thread(|| twin.sync_loop(nanos(s.sync))));
+        ctl.stop();
+        (c, join(reader))
+    });
+    out.poisoned += reader.poisoned;
+    match c {
+        Some(c) => time_row(out, Row::SyncBusyReader, c),
+        None => out.problem("sync_busy_reader: the busy reader never registered".into()),
+    }
+}
+
+fn updates(out: &mut Outcome, twin: &dyn Twin, cell: &Cell, readers: u32, s: &Settings) {
+    let ctl = Control::default();
+    let (arrived, updater, reads) = thread::scope(|sc| {
+        let rs: Vec<_> = (0..readers)
+            .map(|_| sc.spawn(|| twin.busy_reader(cell, &ctl)))
+            .collect();
+        let u = sc.spawn(|| twin.updater(cell, &ctl));
+        let arrived = ctl.wait_ready(readers + 1, ARRIVAL_TIMEOUT);
+        ctl.go();
+        if arrived {
+            thread::sleep(s.update);
+        }
+        ctl.stop();
+        let reads: Vec<Counts> = rs.into_iter().map(join).collect();
+        (arrived, join(u), reads)
+    });
+    let (urow, rrow) = if readers == 1 {
+        (Row::Updates1, Row::Reads1)
+    } else {
+        (Row::Updates2, Row::Reads2)
+    };
+    if !arrived {
+        out.problem(format!("{}: a worker never registered", urow.key()));
+        return;
+    }
+    out.poisoned += reads.iter().map(|c| c.poisoned).sum::<u64>();
+    if updater.ops == 0 || reads.iter().any(|c| c.ops == 0) {
+        out.problem(format!(
+            "{}: no progress (updates {}, reads {:?})",
+            urow.key(),
+            updater.ops,
+            reads.iter().map(|c| c.ops).collect::<Vec<_>>()
+        ));
+    }
+    out.values.push((urow, updater.per_second()));
+    let per_reader = reads.iter().map(Counts::per_second).sum::<f64>() / reads.len() as f64;
+    out.values.push((rrow, per_reader));
+}
+
+fn join(h: thread::ScopedJoinHandle<'_, Counts>) -> Counts {
+    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
