@@ -31,8 +31,23 @@ fn main() {
     };
     let Some(found) = found else {
         println!("cargo::rustc-env=BENCHES_LIBURCU=");
+        // Paths that do not exist make Cargo rerun this probe on every build, so that
+        // installing liburcu-dev later is noticed without touching the sources.
+        for dir in ["/usr/include", "/usr/local/include"] {
+            println!("cargo::rerun-if-changed={dir}/urcu/urcu-memb.h");
+            println!(
+                "cargo::rerun-if-changed={dir}/{}/urcu/urcu-memb.h",
+                multiarch()
+            );
+        }
         return;
     };
+    for dir in &found.include_dirs {
+        println!(
+            "cargo::rerun-if-changed={}",
+            dir.join("urcu/urcu-memb.h").display()
+        );
+    }
 
     let mut build = cc::Build::new();
     build
@@ -95,10 +110,7 @@ fn probe() -> Option<Found> {
         });
     }
     // No pkg-config (or no .pc files): look in the usual places.
-    let multiarch = format!(
-        "{}-linux-gnu",
-        env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default()
-    );
+    let multiarch = multiarch();
     let include_dir = ["/usr/include", "/usr/local/include"]
         .iter()
         .flat_map(|d| [Path::new(d).join(&multiarch), PathBuf::from(d)])
@@ -116,4 +128,12 @@ fn probe() -> Option<Found> {
         lib_dirs: vec![lib_dir],
         version: "unknown".to_owned(),
     })
+}
+
+/// Debian's multiarch directory name for the target ("x86_64-linux-gnu").
+fn multiarch() -> String {
+    format!(
+        "{}-linux-gnu",
+        env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default()
+    )
 }

@@ -18,7 +18,10 @@
  *   ns per read. Used for both read-side rows (liburcu has only the one API).
  * - busy_reader: the same loop until `stop`, counting reads that see TWIN_POISON.
  * - updater: unregistered, swap in a new payload (rcu_xchg_pointer), synchronize_rcu(),
- *   poison the old one's field, free it; updates/s.
+ *   poison the old one's field, free it; updates/s. The poisoned payload is freed one
+ *   update later (after one more grace period), so that a reader whose grace period was
+ *   too short finds the poison rather than malloc's free-list pointer that free() would
+ *   write over it at once.
  * - idle_register/unregister: a registered reader outside any critical section (QSBR:
  *   registered and offline) for the "one idle reader" synchronize row.
  * - sync_loop: synchronize_rcu() in a loop from an unregistered thread; ns per call.
@@ -89,6 +92,7 @@ static void TWIN(busy_reader)(struct twin_payload **cell, struct twin_control *c
 static void TWIN(updater)(struct twin_payload **cell, struct twin_control *ctl,
 			  struct twin_counts *out)
 {
+	struct twin_payload *poisoned = NULL;
 	uint64_t next = 1;
 
 	twin_arrive_and_wait_go(ctl);
@@ -101,8 +105,10 @@ static void TWIN(updater)(struct twin_payload **cell, struct twin_control *ctl,
 		old = rcu_xchg_pointer(cell, fresh);
 		synchronize_rcu();
 		CMM_STORE_SHARED(old->value, TWIN_POISON);
-		free(old);
+		free(poisoned);
+		poisoned = old;
 	});
+	free(poisoned);
 }
 
 static void TWIN(idle_register)(void)

@@ -22,22 +22,23 @@ use clap::Parser;
 
 /// rcu-core against liburcu (memb, qsbr, mb): the same work in both languages.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Interleaved runs per cell (the table shows medians and the spread across runs).
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    runs: u64,
     /// Time budget of each read loop, in milliseconds.
-    #[arg(long, default_value_t = Settings::DEFAULT.read.as_millis() as u64)]
+    #[arg(long, default_value_t = Settings::DEFAULT.read.as_millis() as u64, value_parser = ms())]
     read_ms: u64,
     /// Time budget of each synchronize loop, in milliseconds.
-    #[arg(long, default_value_t = Settings::DEFAULT.sync.as_millis() as u64)]
+    #[arg(long, default_value_t = Settings::DEFAULT.sync.as_millis() as u64, value_parser = ms())]
     sync_ms: u64,
     /// Window of each updater + busy readers measurement, in milliseconds.
-    #[arg(long, default_value_t = Settings::DEFAULT.update.as_millis() as u64)]
+    #[arg(long, default_value_t = Settings::DEFAULT.update.as_millis() as u64, value_parser = ms())]
     update_ms: u64,
-    /// Callbacks queued by the call_rcu row.
-    #[arg(long, default_value_t = Settings::DEFAULT.callbacks)]
+    /// Callbacks queued by the call_rcu row (at most 100 million).
+    #[arg(long, default_value_t = Settings::DEFAULT.callbacks,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     callbacks: u64,
     /// Print JSON on stdout instead of the markdown table.
     #[arg(long)]
@@ -63,7 +64,7 @@ fn main() -> ExitCode {
             update: ms(args.update_ms),
             callbacks: args.callbacks,
         };
-        (s, args.runs.max(1))
+        (s, args.runs as usize)
     };
     let liburcu = runner::liburcu_version();
     if liburcu.is_none() {
@@ -151,4 +152,9 @@ fn commit() -> String {
         }
         None => "unknown".into(),
     }
+}
+
+/// Durations on the command line: 1 ms to 10 minutes.
+fn ms() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(1..=600_000)
 }

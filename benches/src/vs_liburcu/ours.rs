@@ -15,7 +15,10 @@
 //!   process-wide default domains, after `rcu_register_thread()`; mb has no default domain.
 //! - `busy_reader`: the `Reader` loop until stop, counting reads that see [`POISON`].
 //! - `updater`: unregistered; [`rcu_xchg_pointer`] a new payload, `domain.synchronize()`,
-//!   poison the old one's field (volatile store), free it; updates/s.
+//!   poison the old one's field (volatile store), free it; updates/s. As in C, the poisoned
+//!   payload is freed one update (one more grace period) later, so that a reader whose
+//!   grace period was too short finds the poison rather than the allocator's free-list
+//!   pointer.
 //! - `idle_reader`: a registered `Reader` outside any critical section (QSBR: offline).
 //! - `sync_loop`: `domain.synchronize()` in a loop from an unregistered thread.
 //! - `call_barrier`: a registered reader thread (QSBR: online, a quiescent state every 1024
@@ -142,6 +145,16 @@ fn read_value<F: Flavor>(cell: &Cell, guard: &ReadGuard<'_, F>) -> u64 {
     }
 }
 
+/// Free a payload from `Box::into_raw` that no thread can read any more (no-op for null):
+/// the updater's previous, poisoned payload (a second grace period has passed since it was
+/// unpublished) or the cell's last one (every reader joined).
+fn free_box(p: *mut TwinPayload) {
+    if !p.is_null() {
+        // SAFETY: per the callers' guarantee above: a `Box` pointer, unreachable, freed once.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
 static CALLED: AtomicU64 = AtomicU64::new(0);
 
 impl<F: OurFlavor> Twin for Ours<F> {
@@ -151,12 +164,8 @@ impl<F: OurFlavor> Twin for Ours<F> {
     }
 
     fn reclaim(&self, cell: &Cell) {
-        let p = cell.swap(ptr::null_mut(), Ordering::Acquire);
-        if !p.is_null() {
-            // SAFETY: every payload in the cell came from `Box::into_raw`, and every thread
-            // that could read it has been joined (the trait's contract for `reclaim`).
-            drop(unsafe { Box::from_raw(p) });
-        }
+        // Every thread that could read the payload has been joined (the trait's contract).
+        free_box(cell.swap(ptr::null_mut(), Ordering::Acquire));
     }
 
     fn plain_loop(&self, cell: &Cell, budget_ns: u64) -> Counts {
@@ -212,9 +221,10 @@ impl<F: OurFlavor> Twin for Ours<F> {
     }
 
     fn updater(&self, cell: &Cell, ctl: &Control) -> Counts {
+        let mut poisoned: *mut TwinPayload = ptr::null_mut();
         let mut next = 1u64;
         ctl.arrive_and_wait_go();
-        until_stop(ctl, 1, || {
+        let c = until_stop(ctl, 1, || {
             let fresh = Box::into_raw(Box::new(TwinPayload::new(next)));
             next += 1;
             let old = rcu_xchg_pointer(cell, fresh);
@@ -223,11 +233,12 @@ impl<F: OurFlavor> Twin for Ours<F> {
             // unpublished, and a grace period of the readers' domain has elapsed, so only a
             // reader with a too-short grace period can still see it; the volatile store
             // (C: CMM_STORE_SHARED) is what such a reader would see.
-            unsafe {
-                ptr::write_volatile(ptr::addr_of_mut!((*old).value), POISON);
-                drop(Box::from_raw(old));
-            }
-        })
+            unsafe { ptr::write_volatile(ptr::addr_of_mut!((*old).value), POISON) };
+            free_box(poisoned);
+            poisoned = old;
+        });
+        free_box(poisoned);
+        c
     }
 
     fn idle_reader(&self, wait: &mut dyn FnMut()) {
