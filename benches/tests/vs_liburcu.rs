@@ -2,6 +2,7 @@
 //! where liburcu was found at build time) produces numbers and no too-short grace period,
 //! and the harness reports the failures it exists to catch.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -16,6 +17,7 @@ const TINY: Settings = Settings {
     sync: Duration::from_millis(2),
     update: Duration::from_millis(20),
     callbacks: 5_000,
+    slices: 2,
 };
 
 /// Run `f` on a thread; fail (instead of hanging) if it takes longer than `limit`.
@@ -50,6 +52,8 @@ struct Fake {
     poisoned: u64,
     callbacks_short: u64,
     sum_off: u64,
+    /// Read loops called so far; the first one reports 100 times the others' time.
+    reads: AtomicU64,
 }
 
 impl Twin for Fake {
@@ -59,9 +63,10 @@ impl Twin for Fake {
         self.read_loop(_cell, _budget_ns)
     }
     fn read_loop(&self, _cell: &Cell, _budget_ns: u64) -> Counts {
+        let first = self.reads.fetch_add(1, Ordering::Relaxed) == 0;
         Counts {
             ops: 1000,
-            ns: 2000,
+            ns: if first { 200_000 } else { 2000 },
             poisoned: 0,
             check: 1000 + self.sum_off,
         }
@@ -109,6 +114,7 @@ fn fake(poisoned: u64, callbacks_short: u64, sum_off: u64) -> Box<dyn Twin> {
         poisoned,
         callbacks_short,
         sum_off,
+        reads: AtomicU64::new(0),
     })
 }
 
@@ -118,7 +124,9 @@ fn honest() -> Box<dyn Twin> {
 
 #[test]
 fn rows_are_computed_from_the_kernels_counts() {
-    let out = harness::measure(Row::ReadReader, honest, &TINY);
+    // Three slices, the first 100 times slower (preempted): the median slice decides.
+    let three = Settings { slices: 3, ..TINY };
+    let out = harness::measure(Row::ReadReader, honest, &three);
     assert_eq!(out.values, [(Row::ReadReader, 2.0)]);
     let out = harness::measure(Row::SyncIdleReader, honest, &TINY);
     assert_eq!(out.values, [(Row::SyncIdleReader, 100.0)]);

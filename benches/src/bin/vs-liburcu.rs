@@ -40,6 +40,10 @@ struct Args {
     #[arg(long, default_value_t = Settings::DEFAULT.callbacks,
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     callbacks: u64,
+    /// Slices of each read and synchronize budget: a run's figure is the median slice.
+    #[arg(long, default_value_t = Settings::DEFAULT.slices,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    slices: u32,
     /// Print JSON on stdout instead of the markdown table.
     #[arg(long)]
     json: bool,
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
             sync: ms(args.sync_ms),
             update: ms(args.update_ms),
             callbacks: args.callbacks,
+            slices: args.slices,
         };
         (s, args.runs as usize)
     };
@@ -88,9 +93,11 @@ fn main() -> ExitCode {
         liburcu: liburcu.map(str::to_owned),
         runs,
         settings: format!(
-            "read loops {} ms, synchronize loops {} ms, update windows {} ms, call_rcu × {}",
+            "read loops {} ms, synchronize loops {} ms (each the median of {} slices), \
+             update windows {} ms, call_rcu × {}",
             settings.read.as_millis(),
             settings.sync.as_millis(),
+            settings.slices,
             settings.update.as_millis(),
             settings.callbacks
         ),

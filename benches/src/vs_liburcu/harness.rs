@@ -5,12 +5,18 @@
 //! `std::thread`), the same start/stop protocol ([`Control`]), the same windows. Every
 //! kernel runs on a fresh thread, so no registration or thread-local state of one
 //! measurement is left in the next.
+//!
+//! The timed single-thread loops (read rows, synchronize rows) run their budget in
+//! [`Settings::slices`] equal slices, each a separate kernel call on the same thread, and
+//! the run's value is the median slice's time per operation: on a shared machine a slice
+//! in which another process had the CPU does not decide the figure. Both twins are
+//! measured the same way.
 
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use super::results::Row;
+use super::results::{Row, Stat};
 use super::twin::{empty_cell, Cell, Control, Counts, MakeTwin, Twin};
 
 /// Durations and sizes of the measurements.
@@ -24,6 +30,8 @@ pub struct Settings {
     pub update: Duration,
     /// Callbacks queued by the call_rcu row.
     pub callbacks: u64,
+    /// Slices of each read and synchronize budget (the run's value is the median slice).
+    pub slices: u32,
 }
 
 impl Settings {
@@ -33,6 +41,7 @@ impl Settings {
         sync: Duration::from_millis(300),
         update: Duration::from_millis(1000),
         callbacks: 1_000_000,
+        slices: 10,
     };
 
     /// CI's smoke settings: every row, tiny durations.
@@ -41,6 +50,7 @@ impl Settings {
         sync: Duration::from_millis(5),
         update: Duration::from_millis(50),
         callbacks: 20_000,
+        slices: 2,
     };
 }
 
@@ -73,18 +83,18 @@ pub fn measure(row: Row, make: MakeTwin, s: &Settings) -> Outcome {
     twin.publish(&cell, 1);
     let mut out = Outcome::default();
     match row {
-        Row::ReadReader => read_row(&mut out, Row::ReadReader, || {
-            Some(twin.read_loop(&cell, nanos(s.read)))
+        Row::ReadReader => read_row(&mut out, Row::ReadReader, s, |b| {
+            Some(twin.read_loop(&cell, b))
         }),
-        Row::ReadFree => read_row(&mut out, Row::ReadFree, || {
-            twin.read_loop_free_fns(&cell, nanos(s.read))
+        Row::ReadFree => read_row(&mut out, Row::ReadFree, s, |b| {
+            twin.read_loop_free_fns(&cell, b)
         }),
-        Row::PlainLoad => read_row(&mut out, Row::PlainLoad, || {
-            Some(twin.plain_loop(&cell, nanos(s.read)))
+        Row::PlainLoad => read_row(&mut out, Row::PlainLoad, s, |b| {
+            Some(twin.plain_loop(&cell, b))
         }),
         Row::SyncNoReader => {
-            let c = on_thread(|| twin.sync_loop(nanos(s.sync)));
-            time_row(&mut out, Row::SyncNoReader, c);
+            let t = on_thread(|| sync_slices(twin, s));
+            time_row(&mut out, Row::SyncNoReader, t);
         }
         Row::SyncIdleReader => sync_idle(&mut out, twin, s),
         Row::SyncBusyReader => sync_busy(&mut out, twin, &cell, s),
@@ -121,18 +131,58 @@ fn on_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
-fn time_row(out: &mut Outcome, row: Row, c: Counts) {
-    if c.ops == 0 {
+/// A sliced timing: the median slice's ns per operation, and every slice's counts summed.
+struct Sliced {
+    median: f64,
+    total: Counts,
+}
+
+/// Run `kernel` `slices` times on the calling thread, each with an equal share of
+/// `budget`; `None` if the kernel has no such path.
+fn sliced(
+    slices: u32,
+    budget: Duration,
+    mut kernel: impl FnMut(u64) -> Option<Counts>,
+) -> Option<Sliced> {
+    let share = nanos(budget) / u64::from(slices.max(1));
+    let mut per_op = Vec::new();
+    let mut total = Counts::default();
+    for _ in 0..slices.max(1) {
+        let c = kernel(share)?;
+        per_op.push(c.ns_per_op());
+        total.ops += c.ops;
+        total.ns += c.ns;
+        total.check = total.check.wrapping_add(c.check);
+    }
+    Some(Sliced {
+        median: Stat::of(&per_op)?.median,
+        total,
+    })
+}
+
+/// The synchronize loop, sliced.
+fn sync_slices(twin: &dyn Twin, s: &Settings) -> Sliced {
+    sliced(s.slices, s.sync, |b| Some(twin.sync_loop(b))).expect("every twin has a sync loop")
+}
+
+fn time_row(out: &mut Outcome, row: Row, t: Sliced) {
+    if t.total.ops == 0 {
         out.problem(format!("{}: no operation done", row.key()));
     }
-    out.values.push((row, c.ns_per_op()));
+    out.values.push((row, t.median));
 }
 
 /// A single-thread read loop over the published value 1: its sum must equal its reads.
-fn read_row(out: &mut Outcome, row: Row, kernel: impl FnOnce() -> Option<Counts> + Send) {
-    let Some(c) = on_thread(kernel) else {
+fn read_row(
+    out: &mut Outcome,
+    row: Row,
+    s: &Settings,
+    kernel: impl FnMut(u64) -> Option<Counts> + Send,
+) {
+    let Some(t) = on_thread(|| sliced(s.slices, s.read, kernel)) else {
         return; // the flavor has no such path; the table says so
     };
+    let c = t.total;
     if c.check != c.ops {
         out.problem(format!(
             "{}: read {} values summing to {} (each is 1)",
@@ -141,7 +191,7 @@ fn read_row(out: &mut Outcome, row: Row, kernel: impl FnOnce() -> Option<Counts>
             c.check
         ));
     }
-    time_row(out, row, c);
+    time_row(out, row, t);
 }
 
 fn sync_idle(out: &mut Outcome, twin: &dyn Twin, s: &Settings) {
@@ -156,7 +206,7 @@ fn sync_idle(out: &mut Outcome, twin: &dyn Twin, s: &Settings) {
             })
         });
         let arrived = ctl.wait_ready(1, ARRIVAL_TIMEOUT);
-        let c = arrived.then(|| on_thread(|| twin.sync_loop(nanos(s.sync))));
+        let c = arrived.then(|| on_thread(|| sync_slices(twin, s)));
         drop(tx);
         let _ = idle.join();
         c
@@ -173,7 +223,7 @@ fn sync_busy(out: &mut Outcome, twin: &dyn Twin, cell: &Cell, s: &Settings) {
         let reader = sc.spawn(|| twin.busy_reader(cell, &ctl));
         let arrived = ctl.wait_ready(1, ARRIVAL_TIMEOUT);
         ctl.go();
-        let c = arrived.then(|| on_thread(|| twin.sync_loop(nanos(s.sync))));
+        let c = arrived.then(|| on_thread(|| sync_slices(twin, s)));
         ctl.stop();
         (c, join(reader))
     });
