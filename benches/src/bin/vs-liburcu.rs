@@ -15,7 +15,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use benches::machine::{self, Machine};
-use benches::vs_liburcu::harness::Settings;
+use benches::vs_liburcu::harness::{Clock, Settings};
 use benches::vs_liburcu::report::{self, Header};
 use benches::vs_liburcu::runner;
 use clap::Parser;
@@ -44,6 +44,10 @@ struct Args {
     #[arg(long, default_value_t = Settings::DEFAULT.slices,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     slices: u32,
+    /// Time the read rows in wall-clock time instead of the thread's CPU time (which
+    /// leaves out the time other processes had the CPU).
+    #[arg(long)]
+    read_wall_clock: bool,
     /// Print JSON on stdout instead of the markdown table.
     #[arg(long)]
     json: bool,
@@ -68,6 +72,11 @@ fn main() -> ExitCode {
             update: ms(args.update_ms),
             callbacks: args.callbacks,
             slices: args.slices,
+            read_clock: if args.read_wall_clock {
+                Clock::Wall
+            } else {
+                Clock::ThreadCpu
+            },
         };
         (s, args.runs as usize)
     };
@@ -93,9 +102,13 @@ fn main() -> ExitCode {
         liburcu: liburcu.map(str::to_owned),
         runs,
         settings: format!(
-            "read loops {} ms, synchronize loops {} ms (each the median of {} slices), \
-             update windows {} ms, call_rcu × {}",
+            "read loops {} ms ({} time), synchronize loops {} ms (wall time), each the median \
+             of {} slices; update windows {} ms; call_rcu × {}",
             settings.read.as_millis(),
+            match settings.read_clock {
+                Clock::Wall => "wall",
+                Clock::ThreadCpu => "thread CPU",
+            },
             settings.sync.as_millis(),
             settings.slices,
             settings.update.as_millis(),
