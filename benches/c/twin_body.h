@@ -32,6 +32,7 @@
  *   with one callback before timing and freed after, so that no worker thread of one
  *   measurement stays registered into the next (the Rust twin uses a fresh domain).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,10 +151,13 @@ static void TWIN(noop_cb)(struct rcu_head *head)
 
 static void TWIN(call_barrier)(uint64_t n, struct twin_counts *out)
 {
-	struct rcu_head *heads = malloc((n + 1) * sizeof(*heads));
+	struct rcu_head *heads;
 	struct call_rcu_data *crdp;
 	uint64_t t0;
 
+	if (n >= SIZE_MAX / sizeof(*heads))
+		abort();
+	heads = malloc((n + 1) * sizeof(*heads));
 	if (!heads)
 		abort();
 	memset(heads, 1, (n + 1) * sizeof(*heads)); /* fault the pages in before timing */

@@ -58,12 +58,13 @@ struct Fake {
 }
 
 impl Twin for Fake {
-    fn publish(&self, _cell: &Cell, _value: u64) {}
-    fn reclaim(&self, _cell: &Cell) {}
-    fn plain_loop(&self, _cell: &Cell, _budget_ns: u64) -> Counts {
-        self.read_loop(_cell, _budget_ns)
+    unsafe fn publish(&self, _cell: &Cell, _value: u64) {}
+    unsafe fn reclaim(&self, _cell: &Cell) {}
+    unsafe fn plain_loop(&self, _cell: &Cell, _budget_ns: u64) -> Counts {
+        // SAFETY: the fake touches no cell.
+        unsafe { self.read_loop(_cell, _budget_ns) }
     }
-    fn read_loop(&self, _cell: &Cell, _budget_ns: u64) -> Counts {
+    unsafe fn read_loop(&self, _cell: &Cell, _budget_ns: u64) -> Counts {
         let first = self.reads.fetch_add(1, Ordering::Relaxed) == 0;
         Counts {
             ops: 1000,
@@ -72,10 +73,10 @@ impl Twin for Fake {
             check: 1000 + self.sum_off,
         }
     }
-    fn read_loop_free_fns(&self, _cell: &Cell, _budget_ns: u64) -> Option<Counts> {
+    unsafe fn read_loop_free_fns(&self, _cell: &Cell, _budget_ns: u64) -> Option<Counts> {
         None
     }
-    fn busy_reader(&self, _cell: &Cell, ctl: &Control) -> Counts {
+    unsafe fn busy_reader(&self, _cell: &Cell, ctl: &Control) -> Counts {
         ctl.arrive_and_wait_go();
         while !ctl.stopped() {
             thread::yield_now();
@@ -87,8 +88,9 @@ impl Twin for Fake {
             check: 0,
         }
     }
-    fn updater(&self, _cell: &Cell, ctl: &Control) -> Counts {
-        self.busy_reader(_cell, ctl)
+    unsafe fn updater(&self, _cell: &Cell, ctl: &Control) -> Counts {
+        // SAFETY: the fake touches no cell.
+        unsafe { self.busy_reader(_cell, ctl) }
     }
     fn idle_reader(&self, wait: &mut dyn FnMut()) {
         wait();

@@ -94,29 +94,40 @@ impl Outcome {
 /// Run the measurement of `row` (one that [`Row::is_measured`]) on a fresh twin from
 /// `make`: which kernels on which threads.
 pub fn measure(row: Row, make: MakeTwin, s: &Settings) -> Outcome {
+    // Every unsafe call below on `cell` keeps [`Twin`]'s contract the same way (call it H):
+    // the cell is this function's own, starts null and is published into, read, updated
+    // and reclaimed only by this one `twin` value; the read-only rows run no updater; the
+    // threads of a row are scoped, so all have been joined before `reclaim`.
     let twin = make();
     let twin = &*twin;
     let cell = empty_cell();
-    twin.publish(&cell, 1);
+    // SAFETY: H (the cell is null).
+    unsafe { twin.publish(&cell, 1) };
     let mut out = Outcome::default();
     match row {
         Row::ReadReader => read_row(&mut out, Row::ReadReader, s, |b| {
-            Some(twin.read_loop(&cell, b))
+            // SAFETY: H.
+            Some(unsafe { twin.read_loop(&cell, b) })
         }),
         Row::ReadFree => read_row(&mut out, Row::ReadFree, s, |b| {
-            twin.read_loop_free_fns(&cell, b)
+            // SAFETY: H (no updater in this row).
+            unsafe { twin.read_loop_free_fns(&cell, b) }
         }),
         Row::PlainLoad => read_row(&mut out, Row::PlainLoad, s, |b| {
-            Some(twin.plain_loop(&cell, b))
+            // SAFETY: H (no updater in this row).
+            Some(unsafe { twin.plain_loop(&cell, b) })
         }),
         Row::SyncNoReader => {
             let t = on_thread(|| sync_slices(twin, s));
             time_row(&mut out, Row::SyncNoReader, t);
         }
         Row::SyncIdleReader => sync_idle(&mut out, twin, s),
-        Row::SyncBusyReader => sync_busy(&mut out, twin, &cell, s),
-        Row::Updates1 => updates(&mut out, twin, &cell, 1, s),
-        Row::Updates2 => updates(&mut out, twin, &cell, 2, s),
+        // SAFETY: H.
+        Row::SyncBusyReader => unsafe { sync_busy(&mut out, twin, &cell, s) },
+        // SAFETY: H.
+        Row::Updates1 => unsafe { updates(&mut out, twin, &cell, 1, s) },
+        // SAFETY: H.
+        Row::Updates2 => unsafe { updates(&mut out, twin, &cell, 2, s) },
         Row::CallRcu => {
             let c = on_thread(|| twin.call_barrier(s.callbacks));
             if c.check != s.callbacks {
@@ -131,7 +142,8 @@ pub fn measure(row: Row, make: MakeTwin, s: &Settings) -> Outcome {
             out.problem(format!("{}: not measured by itself", row.key()));
         }
     }
-    twin.reclaim(&cell);
+    // SAFETY: H (every thread has been joined).
+    unsafe { twin.reclaim(&cell) };
     out
 }
 
@@ -253,10 +265,14 @@ fn sync_idle(out: &mut Outcome, twin: &dyn Twin, s: &Settings) {
     }
 }
 
-fn sync_busy(out: &mut Outcome, twin: &dyn Twin, cell: &Cell, s: &Settings) {
+/// # Safety
+///
+/// [`Twin`]'s contract holds for `cell` and `twin`, and nothing else runs on `cell`.
+unsafe fn sync_busy(out: &mut Outcome, twin: &dyn Twin, cell: &Cell, s: &Settings) {
     let ctl = Control::default();
     let (c, reader) = thread::scope(|sc| {
-        let reader = sc.spawn(|| twin.busy_reader(cell, &ctl));
+        // SAFETY: the caller's contract; the only thread on `cell`, joined in this scope.
+        let reader = sc.spawn(|| unsafe { twin.busy_reader(cell, &ctl) });
         let arrived = ctl.wait_ready(1, ARRIVAL_TIMEOUT);
         ctl.go();
         let c = arrived.then(|| on_thread(|| sync_slices(twin, s)));
@@ -270,13 +286,21 @@ fn sync_busy(out: &mut Outcome, twin: &dyn Twin, cell: &Cell, s: &Settings) {
     }
 }
 
-fn updates(out: &mut Outcome, twin: &dyn Twin, cell: &Cell, readers: u32, s: &Settings) {
+/// # Safety
+///
+/// As for [`sync_busy`].
+unsafe fn updates(out: &mut Outcome, twin: &dyn Twin, cell: &Cell, readers: u32, s: &Settings) {
     let ctl = Control::default();
     let (arrived, updater, reads) = thread::scope(|sc| {
         let rs: Vec<_> = (0..readers)
-            .map(|_| sc.spawn(|| twin.busy_reader(cell, &ctl)))
+            .map(|_| {
+                // SAFETY: the caller's contract: readers and one updater of the same twin,
+                // all joined in this scope.
+                sc.spawn(|| unsafe { twin.busy_reader(cell, &ctl) })
+            })
             .collect();
-        let u = sc.spawn(|| twin.updater(cell, &ctl));
+        // SAFETY: as for the readers.
+        let u = sc.spawn(|| unsafe { twin.updater(cell, &ctl) });
         let arrived = ctl.wait_ready(readers + 1, ARRIVAL_TIMEOUT);
         ctl.go();
         if arrived {

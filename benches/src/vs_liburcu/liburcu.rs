@@ -74,66 +74,79 @@ fn counts(f: impl FnOnce(*mut Counts)) -> Counts {
     out
 }
 
-// Every C kernel below: the pointers are valid for the call (references, or `Cell`'s own
-// storage, which C accesses only through liburcu's and the compiler's atomic operations);
-// the cell holds null or a payload `twin_publish`/the updater `malloc`ed, which C frees only
-// after `synchronize_rcu()` or, in `twin_reclaim`, after the readers were joined; each
-// kernel registers and unregisters its thread with liburcu itself.
+// The C kernels taking a cell rely on the trait's contract exactly as ours do (C frees a
+// payload only after `synchronize_rcu()` of the flavor every C reader uses, or in
+// `twin_reclaim`); C touches the cell only with liburcu's and the compiler's atomic
+// operations, and `Control` only with `__atomic` builtins. Every pointer passed is valid
+// for the call (a reference, or `Cell`'s and `Counts`' own storage).
 impl Twin for Liburcu {
-    fn publish(&self, cell: &Cell, value: u64) {
-        // SAFETY: see above the impl.
+    unsafe fn publish(&self, cell: &Cell, value: u64) {
+        // SAFETY: the caller's contract (see above the impl).
         unsafe { twin_publish(cell.as_ptr(), value) }
     }
 
-    fn reclaim(&self, cell: &Cell) {
-        // SAFETY: see above the impl; the caller joined every reader.
+    unsafe fn reclaim(&self, cell: &Cell) {
+        // SAFETY: the caller's contract (item 3: no other kernel runs on `cell`).
         unsafe { twin_reclaim(cell.as_ptr()) }
     }
 
-    fn plain_loop(&self, cell: &Cell, budget_ns: u64) -> Counts {
-        // SAFETY: see above the impl.
+    unsafe fn plain_loop(&self, cell: &Cell, budget_ns: u64) -> Counts {
+        // SAFETY: the caller's contract (and no updater).
         counts(|out| unsafe { twin_plain_loop(cell.as_ptr(), budget_ns, out) })
     }
 
-    fn read_loop(&self, cell: &Cell, budget_ns: u64) -> Counts {
-        // SAFETY: see above the impl.
+    unsafe fn read_loop(&self, cell: &Cell, budget_ns: u64) -> Counts {
+        // SAFETY: the caller's contract.
         counts(|out| unsafe { (self.ops.read_loop)(cell.as_ptr(), budget_ns, out) })
     }
 
-    fn read_loop_free_fns(&self, cell: &Cell, budget_ns: u64) -> Option<Counts> {
+    unsafe fn read_loop_free_fns(&self, cell: &Cell, budget_ns: u64) -> Option<Counts> {
         // liburcu's free functions are its only read-side API.
-        Some(self.read_loop(cell, budget_ns))
+        // SAFETY: the caller's contract, a stronger one than `read_loop` needs.
+        Some(unsafe { self.read_loop(cell, budget_ns) })
     }
 
-    fn busy_reader(&self, cell: &Cell, ctl: &Control) -> Counts {
+    unsafe fn busy_reader(&self, cell: &Cell, ctl: &Control) -> Counts {
         let ctl = ptr_of(ctl);
-        // SAFETY: see above the impl; C touches `ctl` only with atomic builtins.
+        // SAFETY: the caller's contract.
         counts(|out| unsafe { (self.ops.busy_reader)(cell.as_ptr(), ctl, out) })
     }
 
-    fn updater(&self, cell: &Cell, ctl: &Control) -> Counts {
+    unsafe fn updater(&self, cell: &Cell, ctl: &Control) -> Counts {
         let ctl = ptr_of(ctl);
-        // SAFETY: as in `busy_reader`.
+        // SAFETY: the caller's contract (one updater; every reader of `cell` is a C reader
+        // of this flavor, whose critical sections `synchronize_rcu()` waits for).
         counts(|out| unsafe { (self.ops.updater)(cell.as_ptr(), ctl, out) })
     }
 
     fn idle_reader(&self, wait: &mut dyn FnMut()) {
-        // SAFETY: registers this thread (QSBR: and takes it offline); unregistered below,
-        // on the same thread, before it can exit.
+        // SAFETY: registers this thread (QSBR: and takes it offline); the guard unregisters
+        // it on the same thread, even if `wait` unwinds, before the thread can exit (a
+        // thread that exits registered would leave liburcu a dangling reader).
         unsafe { (self.ops.idle_register)() };
+        let _unregister = Unregister(self.ops);
         wait();
-        // SAFETY: this thread is registered (above).
-        unsafe { (self.ops.idle_unregister)() };
     }
 
     fn sync_loop(&self, budget_ns: u64) -> Counts {
-        // SAFETY: see above the impl.
+        // SAFETY: no cell; `synchronize_rcu()` from an unregistered thread is allowed.
         counts(|out| unsafe { (self.ops.sync_loop)(budget_ns, out) })
     }
 
     fn call_barrier(&self, n: u64) -> Counts {
-        // SAFETY: see above the impl.
+        // SAFETY: no cell; the kernel allocates its own `rcu_head`s (aborting if `n` is too
+        // large to allocate) and registers and unregisters its thread itself.
         counts(|out| unsafe { (self.ops.call_barrier)(n, out) })
+    }
+}
+
+/// Unregisters the idle reader's thread when dropped.
+struct Unregister(&'static Ops);
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        // SAFETY: created right after `idle_register` on this thread, dropped on it.
+        unsafe { (self.0.idle_unregister)() };
     }
 }
 

@@ -64,19 +64,24 @@ pub trait OurFlavor: Flavor {
         f();
     }
     /// The read loop through the C-named free functions, if the flavor has them.
-    fn read_loop_free_fns(cell: &Cell, budget_ns: u64) -> Option<Counts> {
+    ///
+    /// # Safety
+    ///
+    /// As [`Twin::read_loop_free_fns`].
+    unsafe fn read_loop_free_fns(cell: &Cell, budget_ns: u64) -> Option<Counts> {
         let _ = (cell, budget_ns);
         None
     }
 }
 
 impl OurFlavor for Memb {
-    fn read_loop_free_fns(cell: &Cell, budget_ns: u64) -> Option<Counts> {
+    unsafe fn read_loop_free_fns(cell: &Cell, budget_ns: u64) -> Option<Counts> {
         Some(free_fns_loop(
             budget_ns,
             rcu_core::rcu_register_thread,
             rcu_core::rcu_unregister_thread,
-            || read_value(cell, &rcu_core::rcu_read_lock()),
+            // SAFETY: the caller's contract (no updater runs on `cell`).
+            || unsafe { read_value(cell, &rcu_core::rcu_read_lock()) },
             || {},
         ))
     }
@@ -95,13 +100,14 @@ impl OurFlavor for Qsbr {
         f();
     }
 
-    fn read_loop_free_fns(cell: &Cell, budget_ns: u64) -> Option<Counts> {
+    unsafe fn read_loop_free_fns(cell: &Cell, budget_ns: u64) -> Option<Counts> {
         use rcu_core::qsbr;
         Some(free_fns_loop(
             budget_ns,
             qsbr::rcu_register_thread,
             qsbr::rcu_unregister_thread,
-            || read_value(cell, &qsbr::rcu_read_lock()),
+            // SAFETY: the caller's contract (no updater runs on `cell`).
+            || unsafe { read_value(cell, &qsbr::rcu_read_lock()) },
             qsbr::rcu_quiescent_state,
         ))
     }
@@ -132,25 +138,33 @@ fn free_fns_loop(
 
 /// One read under `guard`: load the pointer, read the field (0 for null), as C's
 /// `read_one` does between its lock and unlock.
+///
+/// # Safety
+///
+/// [`Twin`]'s contract holds for `cell`, and either `guard` belongs to the domain of the
+/// twin whose `updater` may run on `cell`, or no updater runs.
 #[inline(always)]
-fn read_value<F: Flavor>(cell: &Cell, guard: &ReadGuard<'_, F>) -> u64 {
-    // SAFETY: 1. the cell holds null or a payload from `publish`/`updater`, and a payload it
-    // no longer holds is freed only after a grace period of the domain the guard belongs to
-    // (the updater synchronizes on `self.domain` first; the free-function rows have no
-    // updater) or after every reader thread has been joined (`reclaim`). 2. nobody holds a
-    // `&mut TwinPayload`: the updater writes through a raw pointer, after the grace period.
+unsafe fn read_value<F: Flavor>(cell: &Cell, guard: &ReadGuard<'_, F>) -> u64 {
+    // SAFETY: 1. by the contract the cell holds null or a payload from `publish`/`updater`,
+    // and a payload it no longer holds is freed only after a grace period of the updater's
+    // domain, which `guard` holds off (or there is no updater), or by `reclaim` once no
+    // reader runs. 2. nobody holds a `&mut TwinPayload`: the updater writes through a raw
+    // pointer, after the grace period.
     match unsafe { rcu_dereference(cell, guard) } {
         Some(p) => p.value,
         None => 0,
     }
 }
 
-/// Free a payload from `Box::into_raw` that no thread can read any more (no-op for null):
-/// the updater's previous, poisoned payload (a second grace period has passed since it was
-/// unpublished) or the cell's last one (every reader joined).
-fn free_box(p: *mut TwinPayload) {
+/// Free a payload (no-op for null).
+///
+/// # Safety
+///
+/// `p` is null or came from `Box::into_raw`, no thread can read it any more, and it is
+/// freed once.
+unsafe fn free_box(p: *mut TwinPayload) {
     if !p.is_null() {
-        // SAFETY: per the callers' guarantee above: a `Box` pointer, unreachable, freed once.
+        // SAFETY: the caller's contract.
         drop(unsafe { Box::from_raw(p) });
     }
 }
@@ -158,24 +172,26 @@ fn free_box(p: *mut TwinPayload) {
 static CALLED: AtomicU64 = AtomicU64::new(0);
 
 impl<F: OurFlavor> Twin for Ours<F> {
-    fn publish(&self, cell: &Cell, value: u64) {
+    unsafe fn publish(&self, cell: &Cell, value: u64) {
         let fresh = Box::into_raw(Box::new(TwinPayload::new(value)));
         rcu_core::rcu_assign_pointer(cell, fresh);
     }
 
-    fn reclaim(&self, cell: &Cell) {
-        // Every thread that could read the payload has been joined (the trait's contract).
-        free_box(cell.swap(ptr::null_mut(), Ordering::Acquire));
+    unsafe fn reclaim(&self, cell: &Cell) {
+        let p = cell.swap(ptr::null_mut(), Ordering::Acquire);
+        // SAFETY: contract 1 (a `Box` from this twin) and 3 (no reader runs); the cell no
+        // longer holds it, so it is freed once.
+        unsafe { free_box(p) };
     }
 
-    fn plain_loop(&self, cell: &Cell, budget_ns: u64) -> Counts {
+    unsafe fn plain_loop(&self, cell: &Cell, budget_ns: u64) -> Counts {
         let mut sum = 0u64;
         let mut c = for_budget(budget_ns, BATCH, || {
             for _ in 0..BATCH {
                 // Acquire: as `rcu_dereference` (and C's `__atomic_load_n(ACQUIRE)`).
                 let p = cell.load(Ordering::Acquire);
-                // SAFETY: the baseline runs with no updater; the payload is freed only by
-                // `reclaim`, after this thread is joined.
+                // SAFETY: contract 1 (null or a live payload of ours) and the method's own
+                // (no updater): the payload is freed only by `reclaim`, after this loop.
                 if let Some(p) = unsafe { p.as_ref() } {
                     sum = sum.wrapping_add(p.value);
                 }
@@ -185,13 +201,15 @@ impl<F: OurFlavor> Twin for Ours<F> {
         c
     }
 
-    fn read_loop(&self, cell: &Cell, budget_ns: u64) -> Counts {
+    unsafe fn read_loop(&self, cell: &Cell, budget_ns: u64) -> Counts {
         let mut reader = self.domain.register();
         let mut sum = 0u64;
         let mut c = for_budget(budget_ns, BATCH, || {
             for _ in 0..BATCH {
                 let guard = reader.read_lock();
-                sum = sum.wrapping_add(read_value(cell, &guard));
+                // SAFETY: the caller's contract; `guard` is of this twin's domain, the one
+                // its updater synchronizes on.
+                sum = sum.wrapping_add(unsafe { read_value(cell, &guard) });
             }
             F::after_batch(&mut reader);
         });
@@ -199,18 +217,20 @@ impl<F: OurFlavor> Twin for Ours<F> {
         c
     }
 
-    fn read_loop_free_fns(&self, cell: &Cell, budget_ns: u64) -> Option<Counts> {
-        F::read_loop_free_fns(cell, budget_ns)
+    unsafe fn read_loop_free_fns(&self, cell: &Cell, budget_ns: u64) -> Option<Counts> {
+        // SAFETY: the caller's contract, which is the one `F`'s method requires.
+        unsafe { F::read_loop_free_fns(cell, budget_ns) }
     }
 
-    fn busy_reader(&self, cell: &Cell, ctl: &Control) -> Counts {
+    unsafe fn busy_reader(&self, cell: &Cell, ctl: &Control) -> Counts {
         let mut reader = self.domain.register();
         let mut poisoned = 0u64;
         ctl.arrive_and_wait_go();
         let mut c = until_stop(ctl, BATCH, || {
             for _ in 0..BATCH {
                 let guard = reader.read_lock();
-                if read_value(cell, &guard) == POISON {
+                // SAFETY: as in `read_loop`.
+                if unsafe { read_value(cell, &guard) } == POISON {
                     poisoned += 1;
                 }
             }
@@ -220,7 +240,7 @@ impl<F: OurFlavor> Twin for Ours<F> {
         c
     }
 
-    fn updater(&self, cell: &Cell, ctl: &Control) -> Counts {
+    unsafe fn updater(&self, cell: &Cell, ctl: &Control) -> Counts {
         let mut poisoned: *mut TwinPayload = ptr::null_mut();
         let mut next = 1u64;
         ctl.arrive_and_wait_go();
@@ -229,15 +249,19 @@ impl<F: OurFlavor> Twin for Ours<F> {
             next += 1;
             let old = rcu_xchg_pointer(cell, fresh);
             self.domain.synchronize();
-            // SAFETY: `old` came from `Box::into_raw` (`publish` or an earlier update), is
-            // unpublished, and a grace period of the readers' domain has elapsed, so only a
-            // reader with a too-short grace period can still see it; the volatile store
-            // (C: CMM_STORE_SHARED) is what such a reader would see.
+            // SAFETY: `old` came from `Box::into_raw` (contract 1: `publish` or an earlier
+            // update), is unpublished, and a grace period of this domain, which every reader
+            // of `cell` uses (contract 2), has elapsed: only a reader with a too-short grace
+            // period can still see it, and the volatile store (C: CMM_STORE_SHARED) is what
+            // it would see.
             unsafe { ptr::write_volatile(ptr::addr_of_mut!((*old).value), POISON) };
-            free_box(poisoned);
+            // SAFETY: `poisoned` (null at first) was unpublished one update ago, so two
+            // grace periods have passed; it is forgotten right after, so freed once.
+            unsafe { free_box(poisoned) };
             poisoned = old;
         });
-        free_box(poisoned);
+        // SAFETY: as above: a grace period has passed since the last `old` was unpublished.
+        unsafe { free_box(poisoned) };
         c
     }
 

@@ -131,23 +131,65 @@ impl Control {
 /// harness creates. A value is fresh state for one measurement (ours: a new domain;
 /// liburcu's state is per flavor and process-wide).
 ///
-/// Every kernel registers what it needs and unregisters it before returning.
+/// Every kernel registers what it needs and unregisters it before returning (or
+/// unwinding).
+///
+/// # Safety
+///
+/// The methods that take a `cell` dereference and free what it points to. Their callers
+/// promise, and the implementations rely on:
+///
+/// 1. `cell` holds null or a payload that `publish` or `updater` of this same twin value
+///    stored (the twins allocate differently, and a payload is freed only after a grace
+///    period of this twin's domain);
+/// 2. while methods run on `cell`, nothing else writes it but at most one `updater`, and
+///    all of them are called on this same twin value;
+/// 3. `reclaim` runs only when no other method runs on `cell`.
 pub trait Twin: Sync {
     /// Allocate a payload holding `value` and publish it in `cell`.
-    fn publish(&self, cell: &Cell, value: u64);
-    /// Free the published payload (every thread that read it has been joined).
-    fn reclaim(&self, cell: &Cell);
-    /// The read loop without RCU: acquire load, null check, field read; sums the values.
-    fn plain_loop(&self, cell: &Cell, budget_ns: u64) -> Counts;
+    ///
+    /// # Safety
+    ///
+    /// The trait's contract; `cell` is null (nothing is freed).
+    unsafe fn publish(&self, cell: &Cell, value: u64);
+    /// Free the published payload.
+    ///
+    /// # Safety
+    ///
+    /// The trait's contract (item 3).
+    unsafe fn reclaim(&self, cell: &Cell);
+    /// The read loop without RCU: acquire load, field read (0 for null); sums the values.
+    ///
+    /// # Safety
+    ///
+    /// The trait's contract, and no `updater` runs on `cell` (nothing protects this loop).
+    unsafe fn plain_loop(&self, cell: &Cell, budget_ns: u64) -> Counts;
     /// The read loop through a registered reader handle (C: liburcu's only API).
-    fn read_loop(&self, cell: &Cell, budget_ns: u64) -> Counts;
+    ///
+    /// # Safety
+    ///
+    /// The trait's contract.
+    unsafe fn read_loop(&self, cell: &Cell, budget_ns: u64) -> Counts;
     /// The read loop through the C-named free functions on the default domain; `None`
     /// where the flavor has none (our mb).
-    fn read_loop_free_fns(&self, cell: &Cell, budget_ns: u64) -> Option<Counts>;
+    ///
+    /// # Safety
+    ///
+    /// The trait's contract, and no `updater` runs on `cell` (ours reads through the
+    /// default domain, whose grace periods the updater does not wait for).
+    unsafe fn read_loop_free_fns(&self, cell: &Cell, budget_ns: u64) -> Option<Counts>;
     /// Register, arrive, wait for go, read until stop counting poisoned reads, unregister.
-    fn busy_reader(&self, cell: &Cell, ctl: &Control) -> Counts;
+    ///
+    /// # Safety
+    ///
+    /// The trait's contract.
+    unsafe fn busy_reader(&self, cell: &Cell, ctl: &Control) -> Counts;
     /// Arrive, wait for go, then swap + synchronize + poison + free until stop.
-    fn updater(&self, cell: &Cell, ctl: &Control) -> Counts;
+    ///
+    /// # Safety
+    ///
+    /// The trait's contract.
+    unsafe fn updater(&self, cell: &Cell, ctl: &Control) -> Counts;
     /// Register (QSBR: and go offline), call `wait`, unregister.
     fn idle_reader(&self, wait: &mut dyn FnMut());
     /// Synchronize in a loop from an unregistered thread for `budget_ns`.
