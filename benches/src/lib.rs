@@ -9,6 +9,8 @@
 //! - [`payload`]: the shared value and the live-object count that measures pending garbage.
 //! - [`bg`]: background threads for criterion benches (busy readers, parked idle readers).
 //! - [`machine`]: CPU model, core count and date stamped on every report.
+//! - [`vs_liburcu`]: rcu-core against liburcu (C), the same work in both languages
+//!   (`cargo run --release -p benches --bin vs-liburcu`).
 //!
 //! The criterion benches are in `benches/benches/`, one file per question; `BENCHMARKS.md`
 //! at the repository root says how to run each figure and shows the latest results.
@@ -19,3 +21,4 @@ pub mod machine;
 pub mod payload;
 pub mod plot;
 pub mod scaling;
+pub mod vs_liburcu;
