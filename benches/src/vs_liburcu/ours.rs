@@ -156,6 +156,29 @@ unsafe fn read_value<F: Flavor>(cell: &Cell, guard: &ReadGuard<'_, F>) -> u64 {
     }
 }
 
+/// One batch of [`BATCH`] reads through `reader`: `(sum of the values, reads that saw
+/// [`POISON`])`. A function of its own that takes the reader by shared reference, as code
+/// that holds a `Reader` would: the record and the domain key then stay in registers for the
+/// whole batch. (Inside a closure that also captures the reader mutably, for the quiescent
+/// state after the batch, the reader lives in memory, and every read reloads it after the
+/// `Acquire` load of the previous one: work the C twin's thread-local does not do.)
+///
+/// # Safety
+///
+/// As [`read_value`], for guards of `reader`.
+#[inline(never)]
+unsafe fn read_batch<F: Flavor>(reader: &Reader<F>, cell: &Cell) -> (u64, u64) {
+    let (mut sum, mut poisoned) = (0u64, 0u64);
+    for _ in 0..BATCH {
+        let guard = reader.read_lock();
+        // SAFETY: the caller's contract.
+        let v = unsafe { read_value(cell, &guard) };
+        sum = sum.wrapping_add(v);
+        poisoned += u64::from(v == POISON);
+    }
+    (sum, poisoned)
+}
+
 /// Free a payload (no-op for null).
 ///
 /// # Safety
@@ -205,12 +228,10 @@ impl<F: OurFlavor> Twin for Ours<F> {
         let mut reader = self.domain.register();
         let mut sum = 0u64;
         let mut c = for_budget(budget_ns, BATCH, || {
-            for _ in 0..BATCH {
-                let guard = reader.read_lock();
-                // SAFETY: the caller's contract; `guard` is of this twin's domain, the one
-                // its updater synchronizes on.
-                sum = sum.wrapping_add(unsafe { read_value(cell, &guard) });
-            }
+            // SAFETY: the caller's contract; `reader` is of this twin's domain, the one its
+            // updater synchronizes on.
+            let (s, _) = unsafe { read_batch(&reader, cell) };
+            sum = sum.wrapping_add(s);
             F::after_batch(&mut reader);
         });
         c.check = sum;
@@ -227,13 +248,8 @@ impl<F: OurFlavor> Twin for Ours<F> {
         let mut poisoned = 0u64;
         ctl.arrive_and_wait_go();
         let mut c = until_stop(ctl, BATCH, || {
-            for _ in 0..BATCH {
-                let guard = reader.read_lock();
-                // SAFETY: as in `read_loop`.
-                if unsafe { read_value(cell, &guard) } == POISON {
-                    poisoned += 1;
-                }
-            }
+            // SAFETY: as in `read_loop`.
+            poisoned += unsafe { read_batch(&reader, cell) }.1;
             F::after_batch(&mut reader);
         });
         c.poisoned = poisoned;

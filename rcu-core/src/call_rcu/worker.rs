@@ -30,6 +30,7 @@ const FLOOD_BATCH: usize = 4096;
 /// fewer CPUs than busy threads, the worker waits for a CPU while they fill the queues):
 /// producers then yield their CPU once per chunk of callbacks (`sched_yield`, which waits
 /// for nothing) until a round is smaller again.
+#[cfg(not(loom))]
 const FLOOD_YIELD: usize = 65_536;
 
 /// How long an idle worker parks before it looks at the queues again. With `membarrier` no

@@ -37,21 +37,19 @@ use crossbeam_utils::CachePadded;
 
 use crate::flavor::Flavor;
 use crate::record::{self, Record, Waker};
-use crate::sync::{self, fence, lock, AtomicU64, Condvar, Mutex, Ordering};
+use crate::sync::{self, fence, lock, AtomicU32, AtomicU64, Condvar, Mutex, Ordering};
 use registry::Registry;
 use stall::{StallReport, Stalls};
 
-/// How long a grace period spins on its readers (in total, from its start) before it parks
-/// and lets the last reader wake it. No `sched_yield` phase: when the reader and the
+/// The longest a grace period spins on its readers (in total, from its start) before it
+/// parks and lets the last reader wake it. No `sched_yield` phase: when the reader and the
 /// synchronizer share a CPU a yield hands the reader a whole time slice (a 4 ms tick was
 /// measured), while a short bounded spin then a park costs at most this plus a wake-up.
 /// Under loom there is no spinning at all: the leader goes straight to the `waiting`/park
 /// path, so that the models reach the wake-up pairing within a small preemption bound.
-const SPIN_FOR: Duration = if cfg!(loom) {
-    Duration::ZERO
-} else {
-    Duration::from_micros(20)
-};
+const MAX_SPIN_NS: u32 = if cfg!(loom) { 0 } else { 20_000 };
+/// The shortest spin the adaptive budget falls to (below it, parking is as cheap).
+const MIN_SPIN_NS: u32 = if cfg!(loom) { 0 } else { 500 };
 /// Reader checks between two reads of the clock while spinning.
 const SPINS_PER_CLOCK: u32 = 32;
 /// The longest a leader parks between two checks of a reader (a safety net; the reader's
@@ -90,6 +88,11 @@ pub(crate) struct GracePeriods<F: Flavor> {
     quiet_done: AtomicU64,
     quiet_failed: AtomicU64,
     waker: Waker,
+    /// How long the next grace period may spin on its readers, in ns: doubled when a spin
+    /// caught its reader, halved when the leader had to park. Readers that leave quickly
+    /// (on CPUs of their own) get spun on; readers that wait for a CPU (more busy threads
+    /// than CPUs, where spinning steals the CPU they need) get parked on at once.
+    spin_ns: AtomicU32,
     stalls: Stalls,
     _f: PhantomData<F>,
 }
@@ -108,6 +111,7 @@ impl<F: Flavor> GracePeriods<F> {
             quiet_done: AtomicU64::new(0),
             quiet_failed: AtomicU64::new(0),
             waker: Waker::default(),
+            spin_ns: AtomicU32::new(MAX_SPIN_NS),
             stalls,
             _f: PhantomData,
         }
@@ -317,15 +321,27 @@ impl<F: Flavor> GracePeriods<F> {
     }
 
     fn wait_reader(&self, r: &Record, new: u64, start: Instant, next_report: &mut Duration) {
+        // Relaxed: a tuning hint, not a publication.
+        let budget = self.spin_ns.load(Ordering::Relaxed);
+        let spin_for = Duration::from_nanos(u64::from(budget));
         // Acquire on every check: pairs with the reader's Release store of 0 / of a newer
-        // snapshot, as in `Registry::blocking`.
-        while !SPIN_FOR.is_zero() && start.elapsed() < SPIN_FOR {
+        // snapshot, as in `Registry::for_each_blocking`.
+        let mut spun = false;
+        while budget > 0 && start.elapsed() < spin_for {
+            spun = true;
             for _ in 0..SPINS_PER_CLOCK {
                 if !Record::blocks(r.ctr.load(Ordering::Acquire), new) {
+                    self.spin_ns
+                        .store((budget * 2).min(MAX_SPIN_NS), Ordering::Relaxed);
                     return;
                 }
                 sync::spin_hint();
             }
+        }
+        if spun {
+            // The spin ran out: park sooner next time.
+            self.spin_ns
+                .store((budget / 2).max(MIN_SPIN_NS), Ordering::Relaxed);
         }
         self.waker.set_current();
         loop {
