@@ -92,6 +92,63 @@ pub(crate) fn store_full_barrier(ctr: &AtomicU64, v: u64) {
     }
 }
 
+/// The read side of the two counting flavors (memb, mb): `ctr` holds the snapshot and the
+/// nesting depth; only the outermost lock and unlock touch shared state, through `enter`
+/// and `leave` (which differ only in their barriers).
+#[inline(always)]
+fn lock_counting(rec: &Record, gp: &AtomicU64, enter: impl FnOnce(&AtomicU64, u64)) {
+    // Relaxed: only this thread writes its `ctr`.
+    let tmp = rec.ctr.load(Ordering::Relaxed);
+    if tmp & NEST_MASK == 0 {
+        // Outermost. Relaxed load of the counter: which value we read does not matter for
+        // safety (an old value only makes the next grace period wait for us); the ordering
+        // comes from the barrier `enter` executes after its store.
+        enter(&rec.ctr, gp.load(Ordering::Relaxed));
+    } else {
+        nest(rec, tmp);
+    }
+}
+
+/// See [`lock_counting`]; `leave` gets the snapshot stored at the outermost lock.
+#[inline(always)]
+fn unlock_counting(rec: &Record, leave: impl FnOnce(&AtomicU64, u64)) {
+    let tmp = rec.ctr.load(Ordering::Relaxed);
+    if tmp & NEST_MASK == 1 {
+        leave(&rec.ctr, tmp);
+        rec.wake_if_waiting();
+    } else {
+        // Inner unlock: the snapshot bits are unchanged. Relaxed: ordering only matters at
+        // the outermost level.
+        rec.ctr.store(tmp - 1, Ordering::Relaxed);
+    }
+}
+
+/// Inner (nested) lock: bump the nesting bits of `ctr`.
+#[inline(always)]
+fn nest(rec: &Record, tmp: u64) {
+    if tmp & NEST_MASK == NEST_MASK {
+        nesting_overflow();
+    }
+    // Relaxed: the snapshot bits are unchanged; only this thread writes `ctr`.
+    rec.ctr.store(tmp + 1, Ordering::Relaxed);
+}
+
+/// Enter with a full barrier (mb, and memb's fallback): the `ctr` store is visible before
+/// the critical section's loads (store-buffering pairing with the writer's fence before it
+/// reads `ctr`).
+#[inline(always)]
+fn enter_fenced(ctr: &AtomicU64, snap: u64) {
+    store_full_barrier(ctr, snap);
+}
+
+/// Leave with a full barrier (mb, and memb's fallback): Release + full barrier, so the
+/// critical section happens-before the writer's Acquire read of 0, and the store is ordered
+/// before the `waiting` load.
+#[inline(always)]
+fn leave_fenced(ctr: &AtomicU64, _snap: u64) {
+    store_full_barrier(ctr, 0);
+}
+
 impl Flavor for Memb {
     const NAME: &'static str = "memb";
 }
@@ -102,48 +159,34 @@ impl sealed::Protocol for Memb {
 
     #[inline(always)]
     fn lock(rec: &Record, gp: &AtomicU64) {
-        // Relaxed: only this thread writes its `ctr`.
-        let tmp = rec.ctr.load(Ordering::Relaxed);
-        if tmp & NEST_MASK == 0 {
-            // Outermost. Relaxed load of the counter: which value we read does not matter
-            // for safety (an old value only makes the next grace period wait for us); the
-            // ordering comes from the barrier after the store.
-            let snap = gp.load(Ordering::Relaxed);
+        lock_counting(rec, gp, |ctr, snap| {
             if snap & FALLBACK_BIT != 0 {
-                store_full_barrier(&rec.ctr, snap);
+                enter_fenced(ctr, snap);
             } else {
                 // Relaxed store + light barrier: pairs with the writer's membarrier (heavy)
                 // so that either the writer sees this `ctr` or we see what it unpublished.
-                rec.ctr.store(snap, Ordering::Relaxed);
+                ctr.store(snap, Ordering::Relaxed);
                 crate::membarrier::light();
             }
-        } else {
-            nest(rec, tmp);
-        }
+        });
     }
 
     #[inline(always)]
     fn unlock(rec: &Record) {
-        let tmp = rec.ctr.load(Ordering::Relaxed);
-        if tmp & NEST_MASK == 1 {
-            // `tmp` is the snapshot stored by `lock`, with the domain's fallback bit.
-            if tmp & FALLBACK_BIT != 0 {
-                store_full_barrier(&rec.ctr, 0);
+        unlock_counting(rec, |ctr, snap| {
+            // `snap` is the snapshot stored by `lock`, with the domain's fallback bit.
+            if snap & FALLBACK_BIT != 0 {
+                leave_fenced(ctr, snap);
             } else {
                 crate::membarrier::light();
                 // Release: every load of the critical section is ordered before the
                 // writer's Acquire load that reads 0 (and so before it frees anything).
-                rec.ctr.store(0, Ordering::Release);
-                // Orders the store above before the `waiting` load below, paired with the
-                // writer's heavy barrier between setting `waiting` and re-reading `ctr`.
+                ctr.store(0, Ordering::Release);
+                // Orders the store above before the `waiting` load that follows, paired with
+                // the writer's heavy barrier between setting `waiting` and re-reading `ctr`.
                 crate::membarrier::light();
             }
-            rec.wake_if_waiting();
-        } else {
-            // Inner unlock: the snapshot bits are unchanged. Relaxed: ordering only
-            // matters at the outermost level.
-            rec.ctr.store(tmp - 1, Ordering::Relaxed);
-        }
+        });
     }
 
     #[inline(always)]
@@ -161,16 +204,6 @@ impl sealed::Protocol for Memb {
     }
 }
 
-/// Inner (nested) lock: bump the nesting bits of `ctr`.
-#[inline(always)]
-fn nest(rec: &Record, tmp: u64) {
-    if tmp & NEST_MASK == NEST_MASK {
-        nesting_overflow();
-    }
-    // Relaxed: the snapshot bits are unchanged; only this thread writes `ctr`.
-    rec.ctr.store(tmp + 1, Ordering::Relaxed);
-}
-
 impl Flavor for Mb {
     const NAME: &'static str = "mb";
 }
@@ -181,33 +214,17 @@ impl sealed::Protocol for Mb {
 
     #[inline(always)]
     fn lock(rec: &Record, gp: &AtomicU64) {
-        let tmp = rec.ctr.load(Ordering::Relaxed);
-        if tmp & NEST_MASK == 0 {
-            let snap = gp.load(Ordering::Relaxed);
-            // Full barrier: the `ctr` store is visible before our critical section's loads
-            // (store-buffering pairing with the writer's fence before it reads `ctr`).
-            store_full_barrier(&rec.ctr, snap);
-        } else {
-            nest(rec, tmp);
-        }
+        lock_counting(rec, gp, enter_fenced);
     }
 
     #[inline(always)]
     fn unlock(rec: &Record) {
-        let tmp = rec.ctr.load(Ordering::Relaxed);
-        if tmp & NEST_MASK == 1 {
-            // Release + full barrier: the critical section happens-before the writer's
-            // Acquire read of 0, and the store is ordered before the `waiting` load.
-            store_full_barrier(&rec.ctr, 0);
-            rec.wake_if_waiting();
-        } else {
-            rec.ctr.store(tmp - 1, Ordering::Relaxed);
-        }
+        unlock_counting(rec, leave_fenced);
     }
 
     #[inline(always)]
     fn in_critical_section(rec: &Record) -> bool {
-        rec.ctr.load(Ordering::Relaxed) & NEST_MASK != 0
+        Memb::in_critical_section(rec)
     }
 
     #[inline]

@@ -59,16 +59,7 @@ pub fn default_domain() -> &'static Domain<Memb> {
 /// ```
 #[inline(always)]
 pub fn rcu_read_lock() -> ReadGuard<'static, Memb> {
-    // Direct access to the const thread-local (not through `SLOT`'s `&LocalKey`, which
-    // the optimiser does not always see through).
-    let rec = REC.with(Cell::get);
-    let rec = if rec.is_null() {
-        SLOT.register_slow()
-    } else {
-        rec
-    };
-    // SAFETY: as in `Slot::record`: a non-null `REC` is this thread's live record.
-    let rec = unsafe { &*rec };
+    let rec = slot::current_record(&REC, &SLOT);
     // SAFETY: `rec` is this thread's record in the (never dropped) default domain.
     unsafe { ReadGuard::enter(rec) }
 }

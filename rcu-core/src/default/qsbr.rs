@@ -154,14 +154,7 @@ impl core::fmt::Debug for RcuReadGuard {
 /// threads, so the guard would protect nothing.
 #[inline(always)]
 pub fn rcu_read_lock() -> RcuReadGuard {
-    let rec = REC.with(Cell::get);
-    let rec = if rec.is_null() {
-        SLOT.register_slow()
-    } else {
-        rec
-    };
-    // SAFETY: as in `Slot::record`: a non-null `REC` is this thread's live record.
-    let rec = unsafe { &*rec };
+    let rec = super::slot::current_record(&REC, &SLOT);
     // SAFETY: this thread's record in the (never dropped) QSBR default domain; it stays
     // registered while a critical section is open (`NESTING`, counted below, keeps it so
     // at thread exit). Panics, before counting, if the thread is offline.

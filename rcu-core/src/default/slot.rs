@@ -110,6 +110,20 @@ impl<F: Flavor> Drop for Owner<F> {
     }
 }
 
+/// This thread's record in `slot`'s domain, registering on first use: the read-side fast
+/// path of the free functions. `rec` is the slot's own cell, passed as a constant so that
+/// the optimiser sees the thread-local directly (not through the slot's `&LocalKey`).
+#[inline(always)]
+pub(crate) fn current_record<F: Flavor>(
+    rec: &'static LocalKey<Cell<*const Record>>,
+    slot: &'static Slot<F>,
+) -> &'static Record {
+    let p = rec.with(Cell::get);
+    let p = if p.is_null() { slot.register_slow() } else { p };
+    // SAFETY: as in `Slot::record`: a non-null pointer is this thread's live record.
+    unsafe { &*p }
+}
+
 impl<F: Flavor> Slot<F> {
     /// This thread's record, registering on first use.
     #[inline(always)]
