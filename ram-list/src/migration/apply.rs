@@ -104,7 +104,7 @@ impl<'l, F: Flavor> Destination<'l, F> {
                 },
             ));
         };
-        if self.last_page.map_or(true, |last| (stats, addr) <= last) {
+        if self.last_page.is_none_or(|last| (stats, addr) <= last) {
             self.stats.passes += 1;
         }
         self.last_page = Some((stats, addr));
