@@ -55,10 +55,11 @@ pub struct Qemu {
 }
 
 impl Qemu {
-    /// The QEMU binary: `$QEMU` if set, else `qemu-system-x86_64` from the `PATH`.
+    /// The QEMU binary: `$QEMU` if set (and a file), else `qemu-system-x86_64` from the
+    /// `PATH`.
     pub fn binary() -> Option<PathBuf> {
         if let Some(q) = std::env::var_os("QEMU").filter(|q| !q.is_empty()) {
-            return Some(PathBuf::from(q));
+            return Some(PathBuf::from(q)).filter(|p| p.is_file());
         }
         let path = std::env::var_os("PATH")?;
         std::env::split_paths(&path)
