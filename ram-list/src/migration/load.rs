@@ -54,7 +54,7 @@ impl<'l, F: Flavor> RamLoader<'l, F> {
     }
 
     /// Load one section body, up to and including its EOS, from `r` (positioned at the
-    /// body, e.g. [`QemuFileReader::payload`]). Pages are written under short critical
+    /// body, e.g. [`QemuFileReader::payload`](crate::stream::QemuFileReader::payload)). Pages are written under short critical
     /// sections of `reader`, a thread registered with the list's domain.
     ///
     /// # Blocking
