@@ -28,6 +28,8 @@ pub struct Guest<'a> {
     stop: AtomicBool,
     /// vCPUs still running; each decrements it (Release) after its last write.
     active: AtomicU64,
+    /// vCPUs that have made their first batch of writes (the guest is up).
+    booted: AtomicU64,
     /// Auto-converge: the percentage of time each vCPU sleeps.
     pub throttle: AtomicU32,
     /// Guest writes made, summed when the vCPUs stop.
@@ -60,6 +62,7 @@ impl<'a> Guest<'a> {
             free_pages,
             stop: AtomicBool::new(false),
             active: AtomicU64::new(0),
+            booted: AtomicU64::new(0),
             throttle: AtomicU32::new(0),
             writes: AtomicU64::new(0),
         }
@@ -76,9 +79,10 @@ impl<'a> Guest<'a> {
         unreachable!("page index past the free pages")
     }
 
-    /// Run `n` vCPUs on `scope` until [`Guest::stop`].
+    /// Run `n` vCPUs on `scope` until [`Guest::stop`]; returns once each has made its
+    /// first batch of writes (a guest runs before it is migrated), or has ended.
     pub fn start<'s>(&'s self, scope: &'s thread::Scope<'s, '_>, n: usize, seed: u64) {
-        if self.free_pages == 0 {
+        if self.free_pages == 0 || n == 0 {
             return;
         }
         // Relaxed: set before the threads are spawned (spawn orders it).
@@ -86,11 +90,20 @@ impl<'a> Guest<'a> {
         for id in 0..n as u64 {
             scope.spawn(move || self.vcpu(id, seed));
         }
+        // Relaxed: a progress count; a vCPU that ended early (it would have panicked)
+        // is no longer active, which ends the wait too.
+        while self.booted.load(Ordering::Relaxed) < n as u64
+            && self.active.load(Ordering::Relaxed) == n as u64
+        {
+            thread::sleep(Duration::from_micros(100));
+        }
     }
 
     /// One vCPU: batches of 8-byte writes into a drifting working set (and now and then
     /// anywhere), each batch under one read-side critical section; then its final state.
     fn vcpu(&self, id: u64, seed: u64) {
+        // Whatever happens (even a panic), this vCPU stops counting as active.
+        let _exit = Exit(&self.active);
         let reader = self.list.domain().register();
         let mut rng = Rng::new(seed ^ (id + 1).wrapping_mul(0x1234_5678_9abc));
         let n = self.free_pages;
@@ -114,6 +127,10 @@ impl<'a> Guest<'a> {
                     let _ = self.list.write_u64(addr, (id << 56) | seq, &g);
                 }
             }
+            if seq == BATCH as u64 {
+                // Relaxed: see `start`.
+                self.booted.fetch_add(1, Ordering::Relaxed);
+            }
             if rng.below(64) == 0 {
                 ws_base = (ws_base + 16) % (n - ws + 1);
             }
@@ -130,10 +147,8 @@ impl<'a> Guest<'a> {
         let _ = self.list.write_u64(state, id + 1, &g);
         let _ = self.list.write_u64(state + 8, seq, &g);
         drop(g);
-        // Relaxed: a statistic, read after `active` is seen at zero.
+        // Relaxed: a statistic, read after `active` is seen at zero (`_exit` below).
         self.writes.fetch_add(seq, Ordering::Relaxed);
-        // Release: our writes and dirty bits happen-before the final pass's sync.
-        self.active.fetch_sub(1, Ordering::Release);
     }
 
     /// Stop the vCPUs and wait until each has made its last write; the writes they made.
@@ -146,6 +161,17 @@ impl<'a> Guest<'a> {
         }
         // Relaxed: every vCPU added its count before its Release decrement.
         self.writes.load(Ordering::Relaxed)
+    }
+}
+
+/// Decrements a vCPU count when dropped: at the end of a vCPU, or on its unwind.
+struct Exit<'a>(&'a AtomicU64);
+
+impl Drop for Exit<'_> {
+    fn drop(&mut self) {
+        // Release: the vCPU's writes and dirty bits happen-before the final pass's sync
+        // (pairs with the Acquire load in `Guest::stop`).
+        self.0.fetch_sub(1, Ordering::Release);
     }
 }
 
