@@ -30,6 +30,10 @@ use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// How long a write on a destination's return path may block when the source does not
+/// read it and no idle timeout is set.
+const RETURN_PATH_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A migration URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MigrationUri {
@@ -187,7 +191,9 @@ impl Listener {
     }
 
     /// Wait for the source: accept one connection (with reads that fail after `idle`
-    /// without data, if given), start the `exec:` command, or open the file.
+    /// without data, if given, and return-path writes that fail after `idle`, or a
+    /// minute: a source that does not read them cannot block the destination), start the
+    /// `exec:` command, or open the file.
     ///
     /// # Blocking
     ///
@@ -197,6 +203,7 @@ impl Listener {
             ListenerKind::Tcp(l) => {
                 let (s, peer) = l.accept()?;
                 s.set_read_timeout(idle)?;
+                s.set_write_timeout(Some(idle.unwrap_or(RETURN_PATH_WRITE_TIMEOUT)))?;
                 IncomingStream {
                     return_path: Some(Box::new(s.try_clone()?)),
                     reader: Box::new(s),
@@ -207,6 +214,7 @@ impl Listener {
             ListenerKind::Unix(l, path) => {
                 let (s, _) = l.accept()?;
                 s.set_read_timeout(idle)?;
+                s.set_write_timeout(Some(idle.unwrap_or(RETURN_PATH_WRITE_TIMEOUT)))?;
                 IncomingStream {
                     return_path: Some(Box::new(s.try_clone()?)),
                     reader: Box::new(s),

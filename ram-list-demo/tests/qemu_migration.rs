@@ -114,7 +114,9 @@ fn passes(out: &str) -> u64 {
 
 /// The number just before `what` in `out`.
 fn number_before(out: &str, what: &str) -> u64 {
-    let at = out.find(what).unwrap_or_else(|| panic!("no {what:?} in:\n{out}"));
+    let at = out
+        .find(what)
+        .unwrap_or_else(|| panic!("no {what:?} in:\n{out}"));
     let digits: String = out[..at]
         .chars()
         .rev()
@@ -183,8 +185,14 @@ fn ram_list_migrates_into_qemu_over_tcp_live() {
     // Live: the bulk pass, then passes for what the vCPU re-dirtied, and a final pass
     // with at least the state the vCPU wrote when it stopped.
     assert!(passes(&out) >= 2, "{out}");
-    assert!(number_before(&out, " pages re-dirtied by the vCPUs") > 0, "{out}");
-    assert!(number_before(&out, " pages with the vCPUs stopped") > 0, "{out}");
+    assert!(
+        number_before(&out, " pages re-dirtied by the vCPUs") > 0,
+        "{out}"
+    );
+    assert!(
+        number_before(&out, " pages with the vCPUs stopped") > 0,
+        "{out}"
+    );
     assert_eq!(q.wait_incoming(DEADLINE).unwrap(), "paused");
     let dst = dir.join("dst.bin");
     q.pmemsave(0, ram as u64, &dst).unwrap();
@@ -378,6 +386,43 @@ fn a_closed_socket_ends_both_directions_with_typed_errors() {
     assert!(err.contains("closed the connection"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(!wd.fired());
+}
+
+/// A hostile source that opens the return path, floods PINGs and never reads the PONGs:
+/// the destination's return-path writes time out, it closes the return path and goes on
+/// reading, so the source is never blocked by a destination blocked on it; when the source
+/// hangs up, the destination ends with its usual error. No QEMU needed.
+#[test]
+fn a_source_that_never_reads_the_return_path_cannot_block_the_destination() {
+    const T: &str = "a_source_that_never_reads_the_return_path_cannot_block_the_destination";
+    let wd = Watchdog::new(T, DEADLINE);
+    let rl = RamList::start(
+        &["incoming", "tcp:127.0.0.1:0", "--idle-timeout-s", "1"],
+        &wd,
+    );
+    let uri = listening_uri(&rl);
+    let mut s = TcpStream::connect(uri.strip_prefix("tcp:").unwrap()).unwrap();
+    let mut head = b"QEVM\0\0\0\x03\x07\0\0\0\x04none".to_vec();
+    head.extend_from_slice(&[0x08, 0, 1, 0, 0]); // OPEN_RETURN_PATH
+    s.write_all(&head).unwrap();
+    // PINGs whose PONGs fill both socket buffers many times over.
+    let ping = [0x08, 0, 2, 0, 4, 0, 0, 0, 1];
+    let pings: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 4096)
+        .collect();
+    for _ in 0..400 {
+        if s.write_all(&pings).is_err() {
+            break; // the watchdog killed it: the assertions below say so
+        }
+    }
+    drop(s);
+    let (status, out, err) = rl.finish();
+    assert!(!wd.fired(), "the destination blocked on its return path");
+    assert!(!status.success(), "{out}");
+    assert!(err.contains("closed the connection"), "{err}");
 }
 
 /// A stream of another machine type, both ways: a `pc` QEMU into `ram-list incoming

@@ -146,6 +146,34 @@ fn our_none_stream_round_trips_and_the_return_path_gets_pong_and_shut() {
     assert_eq!(&buf, b"from ram-list");
 }
 
+/// A return path that cannot be written (the source closed it, or stopped reading it
+/// until a write timed out).
+struct DeadReturnPath(usize);
+
+impl std::io::Write for DeadReturnPath {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        self.0 += 1;
+        Err(std::io::ErrorKind::TimedOut.into())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_return_path_that_fails_is_closed_and_the_load_goes_on() {
+    let stream = none_stream(true);
+    let d: Domain<Memb> = Domain::new();
+    let r = d.register();
+    let l = RamList::new_in(&d);
+    let mut rp = DeadReturnPath(0);
+    let rep = receive(&l, &stream[..], Some(&mut rp), &opts(), &r, |_| {}).unwrap();
+    assert!(rep.return_path);
+    // The PONG failed, so no SHUT was attempted on the closed return path.
+    assert_eq!(rp.0, 1);
+    assert_eq!(rep.stats.data_pages, 1);
+}
+
 #[test]
 fn a_stream_of_another_machine_type_is_refused_and_the_source_told() {
     let stream = none_stream(false);

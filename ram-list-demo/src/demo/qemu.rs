@@ -21,6 +21,10 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Run the demo into QEMU.
 pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     let started = Instant::now();
+    let ram_bytes = args
+        .ram_mib
+        .checked_mul(MIB)
+        .ok_or("--ram-mib does not fit in 64 bits of bytes")?;
     let ram = format!("{}M", args.ram_mib);
     let mut q = Qemu::start(&[
         "-M",
@@ -42,11 +46,11 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     );
     let params = Params {
         machine: MACHINE_NONE,
-        ram_bytes: args.ram_mib * MIB,
+        ram_bytes,
         preload: Vec::new(),
         vcpus: args.vcpus,
         policy: Policy {
-            budget: args.budget_mib.max(1) * MIB,
+            budget: args.budget_mib.max(1).saturating_mul(MIB),
             downtime: Duration::from_millis(args.downtime_ms),
             max_passes: args.max_passes.max(1),
         },

@@ -41,6 +41,13 @@ pub enum SourceError {
         /// The status it sent.
         status: u32,
     },
+    /// The destination sent this many return-path messages without a `SHUT`.
+    NoShut {
+        /// The destination.
+        peer: String,
+        /// The messages it sent.
+        messages: usize,
+    },
     /// Reading the return path failed (a timeout, a malformed message).
     ReturnPath {
         /// The destination.
@@ -89,6 +96,10 @@ impl fmt::Display for SourceError {
             SourceError::DestinationFailed { peer, status } => write!(
                 f,
                 "the destination {peer} reported a failed load (SHUT status {status})"
+            ),
+            SourceError::NoShut { peer, messages } => write!(
+                f,
+                "the destination {peer} sent {messages} return-path messages and no SHUT"
             ),
             SourceError::ReturnPath { peer, .. } => write!(
                 f,

@@ -141,12 +141,14 @@ pub fn run(args: &MigrateArgs) -> Result<(), DemoError> {
             known.join(", ")
         )
     })?;
-    if args.ram_mib == 0 {
-        return Err("-m/--ram-mib must be at least 1".into());
-    }
+    let ram_bytes = args
+        .ram_mib
+        .checked_mul(MIB)
+        .filter(|&b| b > 0)
+        .ok_or("-m/--ram-mib must be at least 1 and fit in 64 bits of bytes")?;
     let params = Params {
         machine,
-        ram_bytes: args.ram_mib * MIB,
+        ram_bytes,
         preload: args
             .load
             .iter()
@@ -154,7 +156,7 @@ pub fn run(args: &MigrateArgs) -> Result<(), DemoError> {
             .collect::<Result<_, _>>()?,
         vcpus: args.vcpus,
         policy: Policy {
-            budget: args.budget_mib.max(1) * MIB,
+            budget: args.budget_mib.max(1).saturating_mul(MIB),
             downtime: Duration::from_millis(args.downtime_ms),
             max_passes: args.max_passes.max(1),
         },
@@ -312,10 +314,15 @@ fn send(
     ))
 }
 
-/// Wait on the return path for the destination's `SHUT`.
+/// Messages a destination may send before its `SHUT` (a `PONG` per `PING`; this source
+/// sends no `PING`): more is a destination that will not confirm.
+const MAX_RETURN_PATH_MESSAGES: usize = 1024;
+
+/// Wait on the return path for the destination's `SHUT` (each read fails after the
+/// connection's timeout).
 fn confirm(rp: Box<dyn Read + Send>, peer: &str) -> Result<(), SourceError> {
     let mut r = CountingReader::new(BufReader::new(rp));
-    loop {
+    for _ in 0..MAX_RETURN_PATH_MESSAGES {
         match ReturnPathMessage::read(&mut r) {
             Ok(ReturnPathMessage::Shut { status: 0 }) => return Ok(()),
             Ok(ReturnPathMessage::Shut { status }) => {
@@ -343,6 +350,10 @@ fn confirm(rp: Box<dyn Read + Send>, peer: &str) -> Result<(), SourceError> {
             }
         }
     }
+    Err(SourceError::NoShut {
+        peer: peer.to_owned(),
+        messages: MAX_RETURN_PATH_MESSAGES,
+    })
 }
 
 /// Write the preloaded files into the guest's RAM; the page ranges they cover.

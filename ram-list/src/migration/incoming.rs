@@ -77,7 +77,8 @@ pub struct IncomingReport {
     pub devices: Vec<DeviceSection>,
     /// The vmstate description, if the source sent one.
     pub vmdesc: Option<String>,
-    /// Whether the source opened the return path (and so got a `SHUT`).
+    /// Whether the source opened the return path (it got a `SHUT`, unless writing on
+    /// the return path had failed).
     pub return_path: bool,
     /// Bytes read: the length of the stream.
     pub bytes: u64,
@@ -91,8 +92,11 @@ pub(super) struct Session<'l, 'w, F: Flavor, R> {
     pub(super) qf: QemuFileReader<R>,
     pub(super) loader: RamLoader<'l, F>,
     return_path: Option<&'w mut dyn Write>,
-    /// The source asked for the return path and there is one to answer on.
+    /// The source asked for the return path and there is one to answer on (until a
+    /// write on it fails).
     rp_open: bool,
+    /// The source asked for the return path and there was one.
+    rp_opened: bool,
 }
 
 impl<'l, 'w, F: Flavor, R: Read> Session<'l, 'w, F, R> {
@@ -138,6 +142,7 @@ impl<'l, 'w, F: Flavor, R: Read> Session<'l, 'w, F, R> {
             loader: RamLoader::new(list, opts),
             return_path,
             rp_open: false,
+            rp_opened: false,
         })
     }
 
@@ -182,15 +187,16 @@ impl<'l, 'w, F: Flavor, R: Read> Session<'l, 'w, F, R> {
         on: &mut dyn FnMut(IncomingEvent<'_>),
     ) -> Result<(), LoadError> {
         match cmd {
-            MIG_CMD_OPEN_RETURN_PATH if self.return_path.is_some() && !self.rp_open => {
+            MIG_CMD_OPEN_RETURN_PATH if self.return_path.is_some() && !self.rp_opened => {
                 self.rp_open = true;
+                self.rp_opened = true;
                 on(IncomingEvent::ReturnPath);
             }
             MIG_CMD_PING if self.rp_open => {
                 let value = data
                     .get(..4)
                     .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                self.reply(&ReturnPathMessage::Pong { value }, offset)?;
+                self.reply(&ReturnPathMessage::Pong { value });
             }
             MIG_CMD_PACKAGED
             | MIG_CMD_POSTCOPY_LISTEN
@@ -206,16 +212,18 @@ impl<'l, 'w, F: Flavor, R: Read> Session<'l, 'w, F, R> {
         Ok(())
     }
 
-    /// Send `msg` on the return path, if it is open.
-    fn reply(&mut self, msg: &ReturnPathMessage, offset: u64) -> Result<(), LoadError> {
+    /// Send `msg` on the return path, if it is open. Best effort, as QEMU's destination
+    /// does: the stream is what matters, so a return path that fails (the source stopped
+    /// reading it, or closed it) is closed and the load goes on.
+    fn reply(&mut self, msg: &ReturnPathMessage) {
         let (true, Some(w)) = (self.rp_open, self.return_path.as_mut()) else {
-            return Ok(());
+            return;
         };
         let mut out = Vec::with_capacity(8);
         msg.encode(&mut out);
-        w.write_all(&out)
-            .and_then(|()| w.flush())
-            .map_err(|e| LoadError::from(StreamError::io(offset, e)))
+        if w.write_all(&out).and_then(|()| w.flush()).is_err() {
+            self.rp_open = false;
+        }
     }
 }
 
@@ -255,7 +263,9 @@ fn check_ram_header(h: &SectionHeader) -> Result<(), LoadError> {
 ///
 /// With the return path open, the destination ends with `SHUT`: status 0 after a
 /// complete stream, 1 after an error (QEMU's source then fails the migration instead of
-/// reporting it completed).
+/// reporting it completed). Writing on the return path is best effort, as in QEMU: if it
+/// fails (give a connection a write timeout, so that a source that does not read it
+/// cannot block the destination), the return path is closed and the load goes on.
 ///
 /// ```
 /// use rcu_core::{Domain, Memb};
@@ -306,15 +316,15 @@ pub fn receive<F: Flavor, R: Read>(
     }
     let res = receive_rest(&mut s, opts, reader, &mut on);
     let status = u32::from(res.is_err());
-    let shut = s.reply(&ReturnPathMessage::Shut { status }, s.qf.offset());
+    let return_path = s.rp_opened;
+    s.reply(&ReturnPathMessage::Shut { status });
     let (devices, vmdesc) = res?;
-    shut?;
     Ok(IncomingReport {
         configuration: s.qf.configuration().cloned(),
         stats: s.loader.stats().clone(),
         devices,
         vmdesc,
-        return_path: s.rp_open,
+        return_path,
         bytes: s.qf.offset(),
         elapsed: t0.elapsed(),
     })
