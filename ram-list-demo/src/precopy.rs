@@ -22,6 +22,18 @@ pub struct Policy {
     pub max_passes: u32,
 }
 
+impl Policy {
+    /// From the command line's units: MiB per iteration (at least 1), milliseconds of
+    /// downtime, and a pass limit (at least 1).
+    pub fn new(budget_mib: u64, downtime_ms: u64, max_passes: u32) -> Policy {
+        Policy {
+            budget: budget_mib.max(1).saturating_mul(1 << 20),
+            downtime: Duration::from_millis(downtime_ms),
+            max_passes: max_passes.max(1),
+        }
+    }
+}
+
 /// One finished pass, as the loop decided on it.
 #[derive(Debug, Clone, Copy)]
 pub struct Pass {

@@ -135,6 +135,16 @@ fn shell(cmd: &str) -> Command {
     c
 }
 
+/// The two directions of one connection (a socket and its clone), boxed: the one read
+/// and the one written.
+#[allow(clippy::type_complexity)]
+fn halves<S: Read + Write + Send + 'static>(
+    read: S,
+    write: S,
+) -> (Box<dyn Read + Send>, Box<dyn Write + Send>) {
+    (Box::new(read), Box::new(write))
+}
+
 /// The destination end, bound (for sockets) but not yet connected.
 #[derive(Debug)]
 pub struct Listener {
@@ -204,23 +214,15 @@ impl Listener {
                 let (s, peer) = l.accept()?;
                 s.set_read_timeout(idle)?;
                 s.set_write_timeout(Some(idle.unwrap_or(RETURN_PATH_WRITE_TIMEOUT)))?;
-                IncomingStream {
-                    return_path: Some(Box::new(s.try_clone()?)),
-                    reader: Box::new(s),
-                    peer: peer.to_string(),
-                    child: None,
-                }
+                let (reader, rp) = halves(s.try_clone()?, s);
+                IncomingStream::connected(reader, rp, peer.to_string())
             }
             ListenerKind::Unix(l, path) => {
                 let (s, _) = l.accept()?;
                 s.set_read_timeout(idle)?;
                 s.set_write_timeout(Some(idle.unwrap_or(RETURN_PATH_WRITE_TIMEOUT)))?;
-                IncomingStream {
-                    return_path: Some(Box::new(s.try_clone()?)),
-                    reader: Box::new(s),
-                    peer: format!("unix:{}", path.display()),
-                    child: None,
-                }
+                let (reader, rp) = halves(s.try_clone()?, s);
+                IncomingStream::connected(reader, rp, format!("unix:{}", path.display()))
             }
             ListenerKind::Exec(cmd) => {
                 let mut child = shell(cmd)
@@ -235,14 +237,14 @@ impl Listener {
                     reader: Box::new(out),
                     return_path: None,
                     peer: format!("exec:{cmd}"),
-                    child: Some(child),
+                    _child: Some(Reaped(child)),
                 }
             }
             ListenerKind::File(path) => IncomingStream {
                 reader: Box::new(File::open(path)?),
                 return_path: None,
                 peer: format!("file:{}", path.display()),
-                child: None,
+                _child: None,
             },
         })
     }
@@ -256,6 +258,17 @@ impl Drop for Listener {
     }
 }
 
+/// An `exec:` command, killed (if still running) and reaped when dropped: once its
+/// stream end is dropped it has nobody to talk to.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A destination's connection to its source.
 pub struct IncomingStream {
     /// The stream from the source.
@@ -264,7 +277,8 @@ pub struct IncomingStream {
     pub return_path: Option<Box<dyn Write + Send>>,
     /// Who the source is (its address, or the command or file).
     pub peer: String,
-    child: Option<Child>,
+    /// Held for its drop.
+    _child: Option<Reaped>,
 }
 
 impl fmt::Debug for IncomingStream {
@@ -275,12 +289,17 @@ impl fmt::Debug for IncomingStream {
     }
 }
 
-impl Drop for IncomingStream {
-    fn drop(&mut self) {
-        // An `exec:` command that is still writing has nobody to write to any more.
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
+impl IncomingStream {
+    fn connected(
+        reader: Box<dyn Read + Send>,
+        return_path: Box<dyn Write + Send>,
+        peer: String,
+    ) -> Self {
+        IncomingStream {
+            reader,
+            return_path: Some(return_path),
+            peer,
+            _child: None,
         }
     }
 }
@@ -293,7 +312,7 @@ pub struct OutgoingStream {
     pub return_path: Option<Box<dyn Read + Send>>,
     /// Who the destination is.
     pub peer: String,
-    child: Option<Child>,
+    child: Option<Reaped>,
 }
 
 impl fmt::Debug for OutgoingStream {
@@ -305,6 +324,19 @@ impl fmt::Debug for OutgoingStream {
 }
 
 impl OutgoingStream {
+    fn connected(
+        writer: Box<dyn Write + Send>,
+        return_path: Box<dyn Read + Send>,
+        peer: String,
+    ) -> Self {
+        OutgoingStream {
+            writer,
+            return_path: Some(return_path),
+            peer,
+            child: None,
+        }
+    }
+
     /// Connect to `uri` (within `timeout` for `tcp:`), start the `exec:` command, or
     /// create the file. Writes to a connection fail after `timeout` without progress,
     /// and so do reads on its return path.
@@ -326,23 +358,15 @@ impl OutgoingStream {
                 s.set_nodelay(true)?;
                 s.set_write_timeout(Some(timeout))?;
                 s.set_read_timeout(Some(timeout))?;
-                OutgoingStream {
-                    return_path: Some(Box::new(s.try_clone()?)),
-                    writer: Box::new(s),
-                    peer: uri.to_string(),
-                    child: None,
-                }
+                let (rp, writer) = halves(s.try_clone()?, s);
+                OutgoingStream::connected(writer, rp, uri.to_string())
             }
             MigrationUri::Unix(path) => {
                 let s = UnixStream::connect(path)?;
                 s.set_write_timeout(Some(timeout))?;
                 s.set_read_timeout(Some(timeout))?;
-                OutgoingStream {
-                    return_path: Some(Box::new(s.try_clone()?)),
-                    writer: Box::new(s),
-                    peer: uri.to_string(),
-                    child: None,
-                }
+                let (rp, writer) = halves(s.try_clone()?, s);
+                OutgoingStream::connected(writer, rp, uri.to_string())
             }
             MigrationUri::Exec(cmd) => {
                 let mut child = shell(cmd).stdin(Stdio::piped()).spawn()?;
@@ -354,7 +378,7 @@ impl OutgoingStream {
                     writer: Box::new(stdin),
                     return_path: None,
                     peer: uri.to_string(),
-                    child: Some(child),
+                    child: Some(Reaped(child)),
                 }
             }
             MigrationUri::File(path) => OutgoingStream {
@@ -375,22 +399,13 @@ impl OutgoingStream {
         };
         // Closing its input tells the command the stream is over.
         self.writer = Box::new(io::sink());
-        let status = child.wait()?;
+        let status = child.0.wait()?;
         if status.success() {
             Ok(())
         } else {
             Err(io::Error::other(format!(
                 "the command exited with {status}"
             )))
-        }
-    }
-}
-
-impl Drop for OutgoingStream {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 }

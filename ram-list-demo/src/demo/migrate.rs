@@ -80,11 +80,7 @@ pub fn migrate(
         w.saver().blocks().len(),
         st.remaining
     );
-    let policy = Policy {
-        budget: args.budget_mib.max(1) * MIB,
-        downtime: Duration::from_millis(args.downtime_ms),
-        max_passes: args.max_passes,
-    };
+    let policy = Policy::new(args.budget_mib, args.downtime_ms, args.max_passes);
     let mut last_mem_size = w.saver().stats().mem_size_records;
     let outcome = converge(&mut w, &vm.src, &reader, &policy, &vm.throttle_pct, |p| {
         let nblocks = vm.src.len(&reader.read_lock());

@@ -155,11 +155,7 @@ pub fn run(args: &MigrateArgs) -> Result<(), DemoError> {
             .map(|s| s.parse())
             .collect::<Result<_, _>>()?,
         vcpus: args.vcpus,
-        policy: Policy {
-            budget: args.budget_mib.max(1).saturating_mul(MIB),
-            downtime: Duration::from_millis(args.downtime_ms),
-            max_passes: args.max_passes.max(1),
-        },
+        policy: Policy::new(args.budget_mib, args.downtime_ms, args.max_passes),
         seed: args.seed,
         timeout: Duration::from_secs(args.timeout_s.max(1)),
     };

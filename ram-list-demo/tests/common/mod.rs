@@ -177,6 +177,82 @@ impl RamList {
     }
 }
 
+/// One test: its watchdog, and its scratch directory (removed when the case goes).
+pub struct Case {
+    pub wd: Watchdog,
+    pub dir: PathBuf,
+}
+
+impl Case {
+    pub fn new(name: &'static str) -> Case {
+        Case {
+            wd: Watchdog::new(name, DEADLINE),
+            dir: scratch(name),
+        }
+    }
+
+    /// A case that needs QEMU, or `None` after saying the test is skipped.
+    pub fn with_qemu(name: &'static str) -> Option<Case> {
+        qemu_or_skip(name).then(|| Case::new(name))
+    }
+
+    /// QEMU with `args`, watched.
+    pub fn qemu(&self, args: &[&str]) -> Qemu {
+        let q = Qemu::start(args).unwrap();
+        self.wd.watch(q.process());
+        q
+    }
+
+    /// A destination QEMU, paused after the migration: `-M machine -m mem -S -incoming
+    /// tcp:127.0.0.1:0`, with the URI it listens on.
+    pub fn qemu_destination(&self, machine: &str, mem: &str) -> (Qemu, String) {
+        let mut q = self.qemu(&[
+            "-M",
+            machine,
+            "-m",
+            mem,
+            "-nodefaults",
+            "-S",
+            "-incoming",
+            "tcp:127.0.0.1:0",
+        ]);
+        let uri = q.incoming_uri().unwrap();
+        (q, uri)
+    }
+
+    /// `ram-list ARGS`, watched.
+    pub fn ram_list(&self, args: &[&str]) -> RamList {
+        RamList::start(args, &self.wd)
+    }
+
+    /// The end of a test that must not have needed its watchdog.
+    pub fn done(self) {
+        assert!(!self.wd.fired(), "the watchdog fired");
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The error of a run that must fail: one line, no panic.
+pub fn failure(rl: RamList) -> String {
+    let (status, out, err) = rl.finish();
+    assert!(!status.success(), "it should fail:\n{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// The output of a run that must succeed.
+pub fn success(rl: RamList) -> String {
+    let (status, out, err) = rl.finish();
+    assert!(status.success(), "{out}{err}");
+    out
+}
+
 /// The `tcp:` URI `ram-list incoming` says it listens on.
 pub fn listening_uri(r: &RamList) -> String {
     let line = r.wait_line("listening on ");
