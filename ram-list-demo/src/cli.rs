@@ -1,4 +1,5 @@
-//! The command line: the demo's options (no subcommand) and `inspect`.
+//! The command line: the demo's options (no subcommand), `inspect`, `incoming` and
+//! `migrate`.
 
 use std::path::PathBuf;
 
@@ -7,7 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// QEMU's RAMList on RCU: live migration of a simulated VM with concurrent hotplug.
 ///
 /// Without a subcommand, runs the live-migration demo with the options below; `inspect`
-/// reads a migration file written by QEMU.
+/// reads a migration file written by QEMU; `incoming` and `migrate` are the two ends of a
+/// live migration with a real QEMU.
 #[derive(Debug, Parser)]
 #[command(
     version,
@@ -30,6 +32,95 @@ pub enum Command {
     /// Read the RAM section of a migration file written by QEMU (precopy): list its
     /// blocks and page counts, or extract one block's memory.
     Inspect(InspectArgs),
+    /// Be the destination of a live migration from a real QEMU (its `migrate URI`):
+    /// mirror its RAM blocks, load the RAM as it streams, skip and name the device
+    /// sections, and print a summary.
+    Incoming(IncomingArgs),
+    /// Be the source of a live migration into a real QEMU started with `-incoming`: a
+    /// guest of the machine's RAM layout, preloaded files, vCPU threads dirtying memory
+    /// during the passes, and a final pass once they stop.
+    Migrate(MigrateArgs),
+}
+
+/// Options of `incoming`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IncomingArgs {
+    /// Where the source sends: `tcp:HOST:PORT` (listen; port 0 picks a free port, printed
+    /// as "listening on ..."), `unix:PATH`, `exec:CMD` (its standard output), `file:PATH`.
+    pub uri: String,
+    /// Write this block's memory (its idstr) to `--out` at the end.
+    #[arg(long, requires = "out", conflicts_with = "dump")]
+    pub extract: Option<String>,
+    /// Where `--extract` writes.
+    #[arg(long, requires = "extract")]
+    pub out: Option<PathBuf>,
+    /// Write every block's memory into this directory, one file per block (its idstr with
+    /// `/` and other unsafe bytes written `%XX`, then `.bin`).
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
+    /// Refuse a stream of another machine type (QEMU's check; e.g. `none`,
+    /// `pc-i440fx-7.2`).
+    #[arg(long)]
+    pub machine: Option<String>,
+    /// Largest guest RAM (all blocks together) the source may send, in MiB.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_guest_mib: u64,
+    /// Give up when the source sends nothing for this long, in seconds (0: wait forever).
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout_s: u64,
+}
+
+/// Options of `migrate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MigrateArgs {
+    /// The destination QEMU's `-incoming` URI: `tcp:HOST:PORT` (connect), `unix:PATH`,
+    /// `exec:CMD` (its standard input), `file:PATH`.
+    pub uri: String,
+    /// Machine type of the destination (`-M`); its RAM layout is built here.
+    #[arg(short = 'M', long, default_value = "none")]
+    pub machine: String,
+    /// Guest RAM in MiB: the destination's `-m`.
+    #[arg(short = 'm', long, default_value_t = 64)]
+    pub ram_mib: u64,
+    /// Preload FILE at guest physical address ADDR (decimal or 0x hex) before migrating;
+    /// repeatable. The vCPUs never write the pages of preloaded files.
+    #[arg(long, value_name = "FILE@ADDR")]
+    pub load: Vec<String>,
+    /// vCPU threads writing guest memory during the passes.
+    #[arg(long, default_value_t = 2)]
+    pub vcpus: usize,
+    /// Expected downtime the migration converges to, in ms.
+    #[arg(long, default_value_t = 30)]
+    pub downtime_ms: u64,
+    /// Give up converging after this many passes and stop the vCPUs anyway.
+    #[arg(long, default_value_t = 30)]
+    pub max_passes: u32,
+    /// Bytes per iteration (one PART section) in MiB.
+    #[arg(long, default_value_t = 8)]
+    pub budget_mib: u64,
+    /// Write the guest memory as sent by the final pass to this file (compare it with the
+    /// destination's `pmemsave`).
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
+    /// Seed of the vCPUs' random writes.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Give up when the destination takes nothing (or confirms nothing) for this long,
+    /// in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout_s: u64,
+}
+
+/// Where the demo migrates to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Destination {
+    /// A second `RamList` in this process, which mirrors the source's blocks (hotplug
+    /// included).
+    Ram,
+    /// A real QEMU (`qemu-system-x86_64 -M none -m <ram-mib>M -incoming tcp:...`), then
+    /// compared with QMP `pmemsave`. Its machine has one RAM block, so the guest is
+    /// `-M none`'s: no hotplug, no ROMs.
+    Qemu,
 }
 
 /// Options of `inspect`.
@@ -104,4 +195,7 @@ pub struct DemoArgs {
     /// Seed of the vCPUs' and the hotplug thread's random choices.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// The destination: a `RamList` here, or a real QEMU.
+    #[arg(long, value_enum, default_value_t = Destination::Ram)]
+    pub destination: Destination,
 }

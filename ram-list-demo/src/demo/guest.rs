@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use ram_list::{DirtyMask, PAGE_SIZE};
 
-use super::rng::Rng;
 use super::vm::{count, Vm, STATE_BLOCK};
 use super::{BATCH, KIB, MIB};
 use crate::cli::DemoArgs;
+use crate::rng::Rng;
 
 /// A vCPU: batches of guest accesses, each translated through the RamList under one RCU
 /// read-side critical section, writes marking pages dirty. Translation goes through the

@@ -20,6 +20,7 @@ use super::vm::Vm;
 use super::MIB;
 use crate::cli::DemoArgs;
 use crate::error::DemoError;
+use crate::precopy::{converge, Policy};
 
 /// What the migration thread measured.
 pub struct MigrationResult {
@@ -79,71 +80,36 @@ pub fn migrate(
         w.saver().blocks().len(),
         st.remaining
     );
-    let budget = args.budget_mib.max(1) * MIB;
-    let target = Duration::from_millis(args.downtime_ms);
-    let mut passes = 1u32;
-    let mut pass_start = Instant::now();
-    let mut pass_bytes = 0u64;
-    let mut converged = false;
-    let mut max_throttle = 0;
+    let policy = Policy::new(args.budget_mib, args.downtime_ms, args.max_passes);
     let mut last_mem_size = w.saver().stats().mem_size_records;
-    loop {
-        let st = w.iterate(&vm.src, budget, &reader.read_lock())?;
-        pass_bytes += st.bytes;
-        if st.remaining > 0 {
-            continue;
-        }
-        // A pass is done: sync the dirty log and decide (QEMU's migration_iteration_run).
-        let secs = pass_start.elapsed().as_secs_f64().max(1e-6);
-        let bandwidth = (pass_bytes as f64 / secs).max(1e6); // bytes/s of this pass
-        let dirty = w.saver_mut().sync(&vm.src, &reader.read_lock())?;
-        let stats = w.saver().stats();
-        let expected = Duration::from_secs_f64(dirty as f64 * (PAGE_SIZE + 9) as f64 / bandwidth);
-        let g = reader.read_lock();
-        let nblocks = vm.src.len(&g);
-        drop(g);
+    let outcome = converge(&mut w, &vm.src, &reader, &policy, &vm.throttle_pct, |p| {
+        let nblocks = vm.src.len(&reader.read_lock());
         println!(
-            "pass {passes:>2}: sent {:>7.1} MiB in {:>7.1?} ({:>6.0} MiB/s), now dirty {:>6} pages -> expected downtime {:>6.1?}, {} blocks{}{}",
-            mib(pass_bytes),
-            pass_start.elapsed(),
-            bandwidth / MIB as f64,
-            dirty,
-            expected,
+            "pass {:>2}: sent {:>7.1} MiB in {:>7.1?} ({:>6.0} MiB/s), now dirty {:>6} pages -> expected downtime {:>6.1?}, {} blocks{}{}",
+            p.number,
+            mib(p.bytes),
+            p.elapsed,
+            p.bandwidth / MIB as f64,
+            p.dirty,
+            p.expected,
             nblocks,
-            if stats.mem_size_records > last_mem_size {
-                format!(", {} MEM_SIZE resync(s)", stats.mem_size_records - last_mem_size)
+            if p.stats.mem_size_records > last_mem_size {
+                format!(", {} MEM_SIZE resync(s)", p.stats.mem_size_records - last_mem_size)
             } else {
                 String::new()
             },
-            // Relaxed: only this thread stores it.
-            match vm.throttle_pct.load(Ordering::Relaxed) {
+            match p.throttle {
                 0 => String::new(),
-                p => format!(", vCPUs throttled {p}%"),
+                t => format!(", vCPUs throttled {t}%"),
             }
         );
-        last_mem_size = stats.mem_size_records;
-        passes += 1;
-        pass_start = Instant::now();
-        pass_bytes = 0;
-        if expected <= target {
-            converged = true;
-            break;
-        }
-        if passes > args.max_passes {
-            println!(
-                "not converged after {} passes: stopping the vCPUs anyway",
-                args.max_passes
-            );
-            break;
-        }
-        if passes >= 4 {
-            // Auto-converge (QEMU's cpu-throttle-initial 20, increment 10). Relaxed: a
-            // hint only this thread writes.
-            let p = (vm.throttle_pct.load(Ordering::Relaxed) + if passes == 4 { 20 } else { 10 })
-                .min(99);
-            vm.throttle_pct.store(p, Ordering::Relaxed);
-            max_throttle = max_throttle.max(p);
-        }
+        last_mem_size = p.stats.mem_size_records;
+    })?;
+    if !outcome.converged {
+        println!(
+            "not converged after {} passes: stopping the vCPUs anyway",
+            args.max_passes
+        );
     }
     // Freeze the device set first (the hotplug thread may be asleep between operations;
     // that wait is not downtime), then stop-and-copy: the vCPUs stop and the last dirty
@@ -163,7 +129,7 @@ pub fn migrate(
         thread::sleep(Duration::from_micros(50));
     }
     // The machine stops: its stop record goes to the state block too.
-    stop_record(vm, passes, &reader)?;
+    stop_record(vm, outcome.passes + 1, &reader)?;
     // The final pass: complete syncs the dirty log one last time and sends what it finds
     // (what changed since the last sync above, the state block included).
     let st = w.complete_in_place(&vm.src, &reader.read_lock())?;
@@ -190,13 +156,13 @@ pub fn migrate(
     vm.migrating.store(false, Ordering::Relaxed);
     Ok(MigrationResult {
         stats,
-        passes: passes - 1,
-        converged,
+        passes: outcome.passes,
+        converged: outcome.converged,
         total: t_done.duration_since(t0),
         downtime: t_done.duration_since(t_stop),
         final_pages,
         report,
-        max_throttle,
+        max_throttle: outcome.max_throttle,
     })
 }
 

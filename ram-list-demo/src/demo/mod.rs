@@ -28,12 +28,18 @@
 //! no migrated page is left dirty after `complete`, and the destination is compared with
 //! the source byte for byte, the state block included.
 //!
+//! # Into a real QEMU
+//!
+//! With `--destination qemu` the destination is a real `qemu-system-x86_64 -M none`
+//! instead (see `qemu.rs`): one RAM block, so no ROMs and no hotplug, but the same
+//! vCPUs, passes and final pass, and the same byte-for-byte check, through QMP.
+//!
 //! [`BlockPolicy::Mirror`]: ram_list::migration::BlockPolicy::Mirror
 
 mod guest;
 mod migrate;
+mod qemu;
 mod report;
-mod rng;
 mod transport;
 mod vm;
 
@@ -45,7 +51,7 @@ use std::time::{Duration, Instant};
 use ram_list::RamList;
 use rcu_core::{Domain, Memb};
 
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, Destination};
 use crate::error::DemoError;
 use vm::get;
 
@@ -58,6 +64,9 @@ const BATCH: usize = 256;
 pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     if args.ram_mib == 0 || args.vga_mib == 0 {
         return Err("--ram-mib and --vga-mib must be at least 1".into());
+    }
+    if args.destination == Destination::Qemu {
+        return qemu::run(args);
     }
     let started = Instant::now();
     let src_domain: Domain<Memb> = Domain::new();

@@ -6,10 +6,10 @@ use std::sync::Mutex;
 use ram_list::{RamList, PAGE_SIZE};
 use rcu_core::{Domain, Memb};
 
-use super::rng::Rng;
 use super::{KIB, MIB};
 use crate::cli::DemoArgs;
 use crate::error::DemoError;
+use crate::rng::Rng;
 
 /// Adds to a statistics counter. Relaxed: counters are only summed for reports; the one
 /// ordering that matters (the guest is stopped) goes through `Vm::active`.

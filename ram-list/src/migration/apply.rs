@@ -50,6 +50,9 @@ pub(super) struct Destination<'l, F: Flavor> {
     stats_index: HashMap<String, usize>,
     current: Option<Current>,
     names: BlockNames,
+    /// (index in `stats.blocks`, offset) of the last page, for `stats.passes`; `None`
+    /// before the first page and after a `MEM_SIZE` record.
+    last_page: Option<(usize, u64)>,
 }
 
 impl<'l, F: Flavor> Destination<'l, F> {
@@ -61,6 +64,7 @@ impl<'l, F: Flavor> Destination<'l, F> {
             stats_index: HashMap::new(),
             current: None,
             names: BlockNames::default(),
+            last_page: None,
         }
     }
 
@@ -100,6 +104,10 @@ impl<'l, F: Flavor> Destination<'l, F> {
                 },
             ));
         };
+        if self.last_page.is_none_or(|last| (stats, addr) <= last) {
+            self.stats.passes += 1;
+        }
+        self.last_page = Some((stats, addr));
         let s = &mut self.stats.blocks[stats];
         match data {
             PageData::Bytes(page) => {
@@ -181,8 +189,9 @@ impl<'l, F: Flavor> Destination<'l, F> {
         reader: &Reader<F>,
     ) -> Result<(), LoadError> {
         self.stats.mem_size_records += 1;
-        // The current block may change or disappear.
+        // The current block may change or disappear; the source restarts its round.
         self.current = None;
+        self.last_page = None;
         for e in entries {
             let i = self.stats_slot(&e.idstr);
             self.stats.blocks[i].length = e.length;

@@ -63,6 +63,14 @@ pub enum LoadErrorKind {
     },
     /// The stream ended (EOF record) before the RAM section's END.
     MissingRamEnd,
+    /// The stream's configuration record names another machine type than the one the
+    /// destination emulates (QEMU's configuration `pre_load` check), or there is none.
+    MachineMismatch {
+        /// The destination's machine type.
+        expected: String,
+        /// The stream's, if it has a configuration record.
+        found: Option<String>,
+    },
     /// The configuration record's `target-page-bits` is not this crate's
     /// [`PAGE_BITS`](crate::PAGE_BITS): every page offset and length of the stream would be
     /// misread.
@@ -237,6 +245,20 @@ impl fmt::Display for LoadErrorKind {
             LoadErrorKind::MissingRamEnd => {
                 f.write_str("stream ended before the RAM section's END")
             }
+            LoadErrorKind::MachineMismatch {
+                expected,
+                found: Some(found),
+            } => write!(
+                f,
+                "Machine type received is \"{found}\" and local is \"{expected}\""
+            ),
+            LoadErrorKind::MachineMismatch {
+                expected,
+                found: None,
+            } => write!(
+                f,
+                "no configuration record: the machine type is unknown, local is \"{expected}\""
+            ),
             LoadErrorKind::PageSizeMismatch { target_page_bits } => write!(
                 f,
                 "Received TARGET_PAGE_BITS is {target_page_bits} but local is {PAGE_BITS}"

@@ -8,12 +8,13 @@ use std::io::Read;
 use rcu_core::{Flavor, Reader};
 
 use super::apply::{Destination, PageData};
-use super::error::{LoadError, LoadErrorKind};
-use super::format::{RamRecord, RecordDecoder, RAM_SECTION_NAME, RAM_SECTION_VERSION};
+use super::error::LoadError;
+use super::format::{RamRecord, RecordDecoder};
+use super::incoming::Session;
 use super::options::LoadOptions;
 use super::stats::{LoadReport, LoadStats};
-use crate::stream::{CountingReader, QemuFileReader, SectionKind, CONFIGURATION_OFFSET};
-use crate::{RamList, PAGE_BITS};
+use crate::stream::CountingReader;
+use crate::RamList;
 
 /// The load side of the RAM section (QEMU's `ram_load_precopy`), section body by section
 /// body. Keeps the "current block" for CONTINUE across sections by idstr (and a
@@ -53,7 +54,7 @@ impl<'l, F: Flavor> RamLoader<'l, F> {
     }
 
     /// Load one section body, up to and including its EOS, from `r` (positioned at the
-    /// body, e.g. [`QemuFileReader::payload`]). Pages are written under short critical
+    /// body, e.g. [`QemuFileReader::payload`](crate::stream::QemuFileReader::payload)). Pages are written under short critical
     /// sections of `reader`, a thread registered with the list's domain.
     ///
     /// # Blocking
@@ -96,11 +97,13 @@ impl<'l, F: Flavor> RamLoader<'l, F> {
 /// Load the RAM of a whole migration stream (QEMU's outer format, as written by QEMU or by
 /// [`MigrationWriter`](super::MigrationWriter)) into `list`: finds the "ram" section by
 /// name, loads its START, PART and END bodies with a [`RamLoader`], and stops after its
-/// END. Whatever follows (device sections, EOF) is not read.
+/// END. Whatever follows (device sections, EOF) is not read: [`receive`](super::receive)
+/// reads a whole stream.
 ///
 /// The `x-ignore-shared` capability in the configuration record turns on
 /// [`LoadOptions::ignore_shared`]; a `target-page-bits` other than
-/// [`PAGE_BITS`](crate::PAGE_BITS) is [`LoadErrorKind::PageSizeMismatch`].
+/// [`PAGE_BITS`](crate::PAGE_BITS) is
+/// [`LoadErrorKind::PageSizeMismatch`](super::LoadErrorKind::PageSizeMismatch).
 ///
 /// # Blocking
 ///
@@ -116,49 +119,11 @@ pub fn load<F: Flavor, R: Read>(
     opts: &LoadOptions,
     reader: &Reader<F>,
 ) -> Result<LoadReport, LoadError> {
-    let mut qf = QemuFileReader::new(r)?;
-    let configuration = qf.configuration().cloned();
-    let mut opts = opts.clone();
-    if let Some(c) = &configuration {
-        // QEMU's configuration post_load: a source with other pages cannot be loaded.
-        if let Some(bits) = c.target_page_bits.filter(|&b| b != PAGE_BITS) {
-            return Err(LoadError::new(
-                CONFIGURATION_OFFSET,
-                LoadErrorKind::PageSizeMismatch {
-                    target_page_bits: bits,
-                },
-            ));
-        }
-        opts.ignore_shared |= c.has_capability("x-ignore-shared");
-    }
-    let mut loader = RamLoader::new(list, opts);
-    loop {
-        let at = qf.offset();
-        let Some(h) = qf.next_section()? else {
-            return Err(LoadError::new(at, LoadErrorKind::MissingRamEnd));
-        };
-        if h.idstr != RAM_SECTION_NAME || h.kind == SectionKind::Full {
-            return Err(LoadError::new(
-                h.offset,
-                LoadErrorKind::UnexpectedSection { idstr: h.idstr },
-            ));
-        }
-        if h.version_id != RAM_SECTION_VERSION {
-            return Err(LoadError::new(
-                h.offset,
-                LoadErrorKind::UnsupportedVersion {
-                    version: h.version_id,
-                },
-            ));
-        }
-        loader.load_section(qf.payload(), reader)?;
-        qf.finish_section(&h)?;
-        if h.kind == SectionKind::End {
-            return Ok(LoadReport {
-                configuration,
-                stats: loader.into_stats(),
-                end_offset: qf.offset(),
-            });
-        }
-    }
+    let mut s = Session::open(list, r, opts, None, None)?;
+    s.ram(reader, &mut |_| {})?;
+    Ok(LoadReport {
+        configuration: s.qf.configuration().cloned(),
+        stats: s.loader.into_stats(),
+        end_offset: s.qf.offset(),
+    })
 }

@@ -5,7 +5,19 @@
 //! The files follow the pipeline: `format` (the records and their flags, shared by both
 //! directions: [`RamRecord`], [`RecordDecoder`]), `save` and `send` (the source,
 //! [`RamSaver`]), `writer` (the outer framing, [`MigrationWriter`]), `load` and `apply`
-//! (the destination: [`RamLoader`] decodes a record, then applies it).
+//! (the destination: [`RamLoader`] decodes a record, then applies it), `incoming` (a
+//! whole stream from a live source: [`receive`]), `machine` (what a QEMU destination of
+//! a given machine type expects: [`QemuMachine`]).
+//!
+//! # With a real QEMU
+//!
+//! * QEMU as the source: [`receive`] reads what `migrate` sends, live (the RAM section as
+//!   it streams, then the device sections, delimited and named though not modelled) and
+//!   answers on the return path when the source opens it.
+//! * QEMU as the destination (`-incoming`): a [`MigrationWriter`] for the machine's
+//!   name, whose list has the machine's RAM block ([`QemuMachine::ram_block`], sized as
+//!   the destination's `-m`), with [`QemuMachine::device_states`] set as its device
+//!   sections, and the return path opened to learn that the destination loaded it.
 //!
 //! # Save side and RCU
 //!
@@ -53,7 +65,9 @@
 mod apply;
 mod error;
 mod format;
+mod incoming;
 mod load;
+mod machine;
 mod names;
 mod options;
 mod save;
@@ -68,7 +82,9 @@ pub use format::{
     RAM_SAVE_FLAG_MEM_SIZE, RAM_SAVE_FLAG_MULTIFD_FLUSH, RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_XBZRLE,
     RAM_SAVE_FLAG_ZERO, RAM_SECTION_ID, RAM_SECTION_NAME, RAM_SECTION_VERSION,
 };
+pub use incoming::{receive, IncomingEvent, IncomingOptions, IncomingReport};
 pub use load::{load, RamLoader};
+pub use machine::{runstate, QemuMachine, GLOBALSTATE, MACHINE_NONE};
 pub use options::{BlockPolicy, LoadOptions, SaveOptions};
 pub use save::RamSaver;
 pub use stats::{BlockLoadStats, IterateStatus, LoadReport, LoadStats, SaveStats};

@@ -57,6 +57,12 @@ pub struct LoadStats {
     pub zero_pages: u64,
     /// `MEM_SIZE` records.
     pub mem_size_records: u64,
+    /// Rounds of the source over its RAM, as the page order shows them: 1 for the first
+    /// page, plus 1 each time a page record goes back to an earlier block or offset (or
+    /// follows a `MEM_SIZE` record). A source resumes each dirty pass where the last one
+    /// stopped (QEMU keeps `last_seen_block`), so this counts the times its scan wrapped
+    /// around the RAM: the bulk pass, then the passes that resent re-dirtied pages.
+    pub passes: u64,
     /// Blocks created, resized or freed by the mirror policy (or resized by the
     /// existing-block policy).
     pub block_changes: u64,

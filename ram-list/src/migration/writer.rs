@@ -1,5 +1,6 @@
 //! [`MigrationWriter`]: a whole migration stream in QEMU's outer format around a
-//! [`RamSaver`].
+//! [`RamSaver`]: header, configuration, commands, the RAM section, the device sections,
+//! EOF and the vmstate description.
 
 use std::io::{self, Write};
 
@@ -10,21 +11,27 @@ use super::format::{RAM_SECTION_ID, RAM_SECTION_NAME, RAM_SECTION_VERSION};
 use super::options::SaveOptions;
 use super::save::RamSaver;
 use super::stats::IterateStatus;
+use crate::memory::PAGE_SIZE;
 use crate::stream::{
-    Configuration, SectionHeader, SectionKind, QEMU_VM_EOF, QEMU_VM_FILE_MAGIC,
-    QEMU_VM_FILE_VERSION,
+    encode_command, vmdesc_json, Configuration, DeviceState, SectionHeader, SectionKind,
+    MIG_CMD_OPEN_RETURN_PATH, QEMU_VM_EOF, QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION,
+    QEMU_VM_VMDESCRIPTION,
 };
 use crate::RamList;
 
 /// Writes a whole migration stream in QEMU's outer format: the `QEVM` header, a
 /// configuration record, the "ram" section as START (setup), PART (each iteration) and
-/// END (complete) records with their footers, and the EOF record.
+/// END (complete) records with their footers, the device sections given to
+/// [`MigrationWriter::set_devices`], the EOF record, and the vmstate description of the
+/// device sections (as QEMU writes it; a QEMU destination warns without one).
 #[derive(Debug)]
 pub struct MigrationWriter<W: Write> {
     w: W,
     saver: RamSaver,
     /// Section headers and footers are built here.
     buf: Vec<u8>,
+    /// Device sections sent after the RAM section.
+    devices: Vec<DeviceState>,
 }
 
 impl<W: Write> MigrationWriter<W> {
@@ -53,7 +60,26 @@ impl<W: Write> MigrationWriter<W> {
             w,
             saver: RamSaver::new(opts),
             buf: Vec::with_capacity(32),
+            devices: Vec::new(),
         })
+    }
+
+    /// Write the `OPEN_RETURN_PATH` command: the destination will answer on the
+    /// connection's other direction (a QEMU destination ends with a `SHUT` message,
+    /// status 0, once it has loaded the whole stream; see
+    /// [`ReturnPathMessage`](crate::stream::ReturnPathMessage)). Call it before
+    /// [`MigrationWriter::setup`], on a transport that has another direction.
+    pub fn open_return_path(&mut self) -> io::Result<()> {
+        self.buf.clear();
+        encode_command(MIG_CMD_OPEN_RETURN_PATH, &[], &mut self.buf);
+        self.w.write_all(&self.buf)
+    }
+
+    /// The device sections to send after the RAM section, in order (for a QEMU
+    /// destination: [`QemuMachine::device_states`](super::QemuMachine::device_states)).
+    /// Their section ids follow the RAM section's.
+    pub fn set_devices(&mut self, devices: Vec<DeviceState>) {
+        self.devices = devices;
     }
 
     /// The RAM saver (statistics, remaining pages).
@@ -135,7 +161,17 @@ impl<W: Write> MigrationWriter<W> {
         guard: &ReadGuard<'_, F>,
     ) -> Result<IterateStatus, SaveError> {
         let st = self.section(SectionKind::End, |s, w| s.complete(list, w, guard))?;
-        self.w.write_all(&[QEMU_VM_EOF])?;
+        self.buf.clear();
+        for (i, d) in self.devices.iter().enumerate() {
+            d.encode(RAM_SECTION_ID + 1 + i as u32, &mut self.buf);
+        }
+        self.buf.push(QEMU_VM_EOF);
+        let desc = vmdesc_json(PAGE_SIZE, &self.devices);
+        self.buf.push(QEMU_VM_VMDESCRIPTION);
+        self.buf
+            .extend_from_slice(&(desc.len() as u32).to_be_bytes());
+        self.buf.extend_from_slice(desc.as_bytes());
+        self.w.write_all(&self.buf)?;
         self.w.flush()?;
         Ok(st)
     }

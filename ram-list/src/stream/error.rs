@@ -152,6 +152,34 @@ pub enum StreamErrorKind {
     /// [`QemuFileReader::read_vmdesc`](super::QemuFileReader::read_vmdesc) was called
     /// before the EOF record.
     NotAtEof,
+    /// The device sections after the RAM section exceed the reader's limit.
+    DeviceStateTooLong {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The stream ended inside a device section: no footer (followed by another section
+    /// or the EOF record) closes it.
+    UnterminatedSection {
+        /// The section's id.
+        section_id: u32,
+        /// Its idstr.
+        idstr: String,
+    },
+    /// The vmstate description does not list this device section where the stream has
+    /// it: the sections were not delimited as the source wrote them.
+    DeviceSectionUnlisted {
+        /// The section's idstr.
+        idstr: String,
+        /// Its instance id.
+        instance_id: u32,
+    },
+    /// A return-path message whose length does not fit its type.
+    BadReturnPathMessage {
+        /// The message type.
+        kind: u16,
+        /// Its length.
+        len: u16,
+    },
 }
 
 impl StreamError {
@@ -290,6 +318,24 @@ impl fmt::Display for StreamErrorKind {
             StreamErrorKind::NotAtEof => {
                 f.write_str("the vmstate description follows the EOF record")
             }
+            StreamErrorKind::DeviceStateTooLong { limit } => write!(
+                f,
+                "the device sections after the RAM section exceed {}",
+                plural(*limit, "byte")
+            ),
+            StreamErrorKind::UnterminatedSection { section_id, idstr } => write!(
+                f,
+                "the stream ends inside device section {section_id} (\"{idstr}\"): no footer closes it"
+            ),
+            StreamErrorKind::DeviceSectionUnlisted { idstr, instance_id } => write!(
+                f,
+                "device section \"{idstr}\" instance {instance_id} is not where the vmstate description lists it"
+            ),
+            StreamErrorKind::BadReturnPathMessage { kind, len } => write!(
+                f,
+                "return-path message {kind} of {} does not fit its type",
+                plural(u64::from(*len), "byte")
+            ),
         }
     }
 }

@@ -21,7 +21,16 @@
 //!   [`QemuFileReader::payload`] (a [`CountingReader`]) and then calls
 //!   [`QemuFileReader::finish_section`]. The RAM section's body is parsed by
 //!   [`crate::migration`].
-//! * [`Configuration::encode`] and [`SectionHeader::encode`] write the same records.
+//! * [`Configuration::encode`] and [`SectionHeader::encode`] write the same records;
+//!   [`encode_command`] writes a command record.
+//! * After the RAM section a source sends the device sections (FULL records) of its
+//!   machine. Their bodies have no length prefix either, but they are the last sections
+//!   of the stream: [`QemuFileReader::read_device_sections`] delimits them by their
+//!   footers as they arrive, names them, and checks the split against the vmstate
+//!   description that ends the stream ([`DeviceTail`]). [`DeviceState`] is a device
+//!   section to write, with its entry in that description ([`vmdesc_json`]).
+//! * [`ReturnPathMessage`]: what a destination sends back to its source (QEMU's return
+//!   path: `SHUT` at the end, `PONG` for each `PING` command).
 //!
 //! See `tests/fixtures/README.md` for the byte layout observed in real QEMU 7.2 streams.
 //!
@@ -29,17 +38,25 @@
 //! field; no length field can make the reader allocate more than a small, fixed bound.
 
 mod configuration;
+mod device;
 mod error;
 mod input;
 mod reader;
 mod record;
+mod return_path;
+mod tail;
+mod vmdesc;
 
 pub use configuration::Configuration;
+pub use device::{DeviceField, DeviceSection, DeviceState};
 pub use error::{StreamError, StreamErrorKind};
 pub use input::CountingReader;
 pub use reader::QemuFileReader;
+pub use record::{encode_command, Record, SectionHeader, SectionKind};
 pub(crate) use record::{idstr_bytes, put_idstr};
-pub use record::{Record, SectionHeader, SectionKind};
+pub use return_path::ReturnPathMessage;
+pub use tail::DeviceTail;
+pub use vmdesc::vmdesc_json;
 
 /// Stream magic: the ASCII bytes `QEVM`, stored big-endian.
 pub const QEMU_VM_FILE_MAGIC: u32 = 0x5145_564d;
@@ -67,6 +84,24 @@ pub const QEMU_VM_COMMAND: u8 = 0x08;
 /// Byte that starts every section footer (`QEMU_VM_SECTION_FOOTER`).
 pub const QEMU_VM_SECTION_FOOTER: u8 = 0x7e;
 
+/// `MIG_CMD_OPEN_RETURN_PATH`: the destination opens the return path (no data); it
+/// then answers each `PING` with a `PONG` and ends with a `SHUT`.
+pub const MIG_CMD_OPEN_RETURN_PATH: u16 = 1;
+/// `MIG_CMD_PING`: a `be32` the destination echoes in a `PONG` on the return path.
+pub const MIG_CMD_PING: u16 = 2;
+/// `MIG_CMD_POSTCOPY_LISTEN`: the destination starts postcopy (not supported).
+pub const MIG_CMD_POSTCOPY_LISTEN: u16 = 4;
+/// `MIG_CMD_POSTCOPY_RUN`: the destination starts the guest in postcopy (not supported).
+pub const MIG_CMD_POSTCOPY_RUN: u16 = 5;
+/// `MIG_CMD_POSTCOPY_RAM_DISCARD`: pages to discard before postcopy (not supported).
+pub const MIG_CMD_POSTCOPY_RAM_DISCARD: u16 = 6;
+
+/// Return-path message `MIG_RP_MSG_SHUT`: `be32` status, 0 when the destination loaded
+/// the whole stream; the destination sends nothing after it.
+pub const MIG_RP_MSG_SHUT: u16 = 1;
+/// Return-path message `MIG_RP_MSG_PONG`: the `be32` of a `PING` command.
+pub const MIG_RP_MSG_PONG: u16 = 2;
+
 /// `MIG_CMD_PACKAGED`: the command's data is the length of a nested stream that follows
 /// it; such streams are not supported by this reader.
 pub const MIG_CMD_PACKAGED: u16 = 7;
@@ -77,6 +112,11 @@ pub const MAX_CONFIGURATION_NAME_LEN: u32 = 64 * 1024;
 pub const MAX_CONFIGURATION_CAPABILITIES: u32 = 1024;
 /// Largest accepted JSON vmstate description after the EOF record.
 pub const MAX_VMDESC_LEN: u32 = 16 * 1024 * 1024;
+
+/// Largest device state (all device sections after the RAM section together) that
+/// [`QemuFileReader::read_device_sections`] accepts by default: a `pc` machine sends about
+/// 120 KiB.
+pub const MAX_DEVICE_STATE: usize = 64 * 1024 * 1024;
 
 /// Offset of the configuration record: it follows the 8-byte header.
 pub const CONFIGURATION_OFFSET: u64 = 8;

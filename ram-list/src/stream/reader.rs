@@ -1,13 +1,14 @@
 //! [`QemuFileReader`]: walks the records of a stream, checks the section framing, and hands
 //! section bodies to their parsers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use super::configuration::Configuration;
 use super::error::{StreamError, StreamErrorKind};
 use super::input::CountingReader;
 use super::record::{Record, SectionHeader, SectionKind};
+use super::tail::{read_tail, DeviceTail};
 use super::{
     MAX_VMDESC_LEN, MIG_CMD_PACKAGED, QEMU_VM_COMMAND, QEMU_VM_CONFIGURATION, QEMU_VM_EOF,
     QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION, QEMU_VM_SECTION_FOOTER, QEMU_VM_VMDESCRIPTION,
@@ -267,7 +268,33 @@ impl<R: Read> QemuFileReader<R> {
     /// description of the device sections) and checks that nothing else follows it.
     /// Returns `None` if the file ends right after EOF (e.g. `-machine
     /// suppress-vmdesc=on`), and `None` on later calls.
+    ///
+    /// # Blocking
+    ///
+    /// Waits for the end of the stream after the description: on a connection, use
+    /// [`QemuFileReader::read_final_vmdesc`], which does not.
     pub fn read_vmdesc(&mut self) -> Result<Option<String>, StreamError> {
+        let desc = self.read_final_vmdesc()?;
+        let end = self.reader.offset();
+        if let Some(byte) = self.reader.peek_u8()? {
+            return Err(StreamError::new(
+                end,
+                StreamErrorKind::TrailingData { byte },
+            ));
+        }
+        Ok(desc)
+    }
+
+    /// Like [`QemuFileReader::read_vmdesc`], without checking what follows the
+    /// description: a live source may keep the connection open after its stream (QEMU
+    /// with a return path waits for the destination's `SHUT`), so nothing after it is
+    /// waited for.
+    ///
+    /// # Blocking
+    ///
+    /// Reads one byte after the EOF record to learn whether a description follows: a
+    /// source that sends none must close the connection.
+    pub fn read_final_vmdesc(&mut self) -> Result<Option<String>, StreamError> {
         match self.state {
             State::AfterEof => {}
             State::Done => return Ok(None),
@@ -289,15 +316,69 @@ impl<R: Read> QemuFileReader<R> {
                 ))
             }
         };
-        let end = self.reader.offset();
-        if let Some(byte) = self.reader.peek_u8()? {
-            return Err(StreamError::new(
-                end,
-                StreamErrorKind::TrailingData { byte },
-            ));
-        }
         self.state = State::Done;
         Ok(desc)
+    }
+
+    /// Reads the device sections that end the stream, the first of which, `first`, has
+    /// just been opened by [`QemuFileReader::next_section`]: delimits each body by its
+    /// footer (see [`DeviceTail`] for how), then reads the EOF record and the vmstate
+    /// description, and checks that the description lists the sections in order. At most
+    /// `limit` bytes are read ([`MAX_DEVICE_STATE`](super::MAX_DEVICE_STATE) is a good
+    /// bound). The reader is done afterwards.
+    ///
+    /// ```
+    /// use ram_list::stream::{vmdesc_json, DeviceField, DeviceState, QemuFileReader};
+    ///
+    /// let timer = DeviceState {
+    ///     idstr: "timer".into(),
+    ///     instance_id: 0,
+    ///     version_id: 2,
+    ///     // A body that looks like its own footer followed by EOF: not the end.
+    ///     fields: vec![DeviceField::new("x", "buffer", *b"\x7e\0\0\0\0\0\x01")],
+    /// };
+    /// let mut s = b"QEVM\0\0\0\x03".to_vec();
+    /// timer.encode(0, &mut s);
+    /// s.push(0x00); // EOF
+    /// let desc = vmdesc_json(4096, &[timer]);
+    /// s.push(0x06);
+    /// s.extend_from_slice(&(desc.len() as u32).to_be_bytes());
+    /// s.extend_from_slice(desc.as_bytes());
+    ///
+    /// let mut qf = QemuFileReader::new(&s[..]).unwrap();
+    /// let first = qf.next_section().unwrap().unwrap();
+    /// let tail = qf.read_device_sections(&first, 1 << 20).unwrap();
+    /// assert_eq!(tail.sections[0].header.idstr, "timer");
+    /// assert_eq!(tail.sections[0].body.len(), 7);
+    /// assert_eq!(tail.vmdesc.as_deref(), Some(desc.as_str()));
+    /// ```
+    ///
+    /// # Blocking
+    ///
+    /// Reads only the bytes it needs (never waits for the end of the connection), except
+    /// after the EOF record: see [`QemuFileReader::read_final_vmdesc`].
+    pub fn read_device_sections(
+        &mut self,
+        first: &SectionHeader,
+        limit: usize,
+    ) -> Result<DeviceTail, StreamError> {
+        if first.kind != SectionKind::Full || self.state != State::InSection(first.section_id) {
+            return Err(StreamError::new(
+                self.reader.offset(),
+                StreamErrorKind::NotOpen {
+                    section_id: first.section_id,
+                },
+            ));
+        }
+        let used: HashSet<u32> = self.sections.keys().copied().collect();
+        let tail = read_tail(&mut self.reader, first.clone(), &used, limit)?;
+        for s in &tail.sections {
+            let h = &s.header;
+            self.sections
+                .insert(h.section_id, (h.idstr.clone(), h.instance_id, h.version_id));
+        }
+        self.state = State::Done;
+        Ok(tail)
     }
 
     fn read_vmdesc_record(&mut self) -> Result<String, StreamError> {

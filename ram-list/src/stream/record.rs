@@ -4,8 +4,8 @@
 use core::fmt;
 
 use super::{
-    QEMU_VM_SECTION_END, QEMU_VM_SECTION_FOOTER, QEMU_VM_SECTION_FULL, QEMU_VM_SECTION_PART,
-    QEMU_VM_SECTION_START,
+    QEMU_VM_COMMAND, QEMU_VM_SECTION_END, QEMU_VM_SECTION_FOOTER, QEMU_VM_SECTION_FULL,
+    QEMU_VM_SECTION_PART, QEMU_VM_SECTION_START,
 };
 
 /// Kind of a section record.
@@ -116,6 +116,24 @@ pub(crate) fn put_idstr(out: &mut Vec<u8>, s: &str) {
     let b = idstr_bytes(s);
     out.push(b.len() as u8);
     out.extend_from_slice(b);
+}
+
+/// Append a `QEMU_VM_COMMAND` record: the type byte, `be16 cmd`, `be16 len`, the data
+/// (cut to 65535 bytes), as QEMU's `qemu_savevm_command_send` writes it.
+///
+/// ```
+/// use ram_list::stream::{encode_command, MIG_CMD_PING};
+///
+/// let mut out = Vec::new();
+/// encode_command(MIG_CMD_PING, &1u32.to_be_bytes(), &mut out);
+/// assert_eq!(out, [0x08, 0, 2, 0, 4, 0, 0, 0, 1]);
+/// ```
+pub fn encode_command(cmd: u16, data: &[u8], out: &mut Vec<u8>) {
+    let data = &data[..data.len().min(usize::from(u16::MAX))];
+    out.push(QEMU_VM_COMMAND);
+    out.extend_from_slice(&cmd.to_be_bytes());
+    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    out.extend_from_slice(data);
 }
 
 /// One top-level record, as returned by
