@@ -94,7 +94,7 @@ pub mod atomic {
     pub use std::sync::atomic::{AtomicPtr, Ordering};
 }
 
-/// The README's examples, compiled and run as doctests.
+/// The crate README's examples, compiled and run as doctests.
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

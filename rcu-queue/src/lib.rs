@@ -323,3 +323,8 @@ pub mod raw;
 
 #[cfg(all(test, not(loom)))]
 mod test_support;
+
+/// The crate README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
