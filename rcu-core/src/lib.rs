@@ -62,12 +62,19 @@ mod flavor;
 mod fork;
 mod grace_period;
 mod guard;
+#[cfg(not(loom))]
+mod local_reader;
 pub mod membarrier;
 mod misuse;
+mod pool;
 mod ptr;
 mod qsbr_thread;
 mod reader;
 mod record;
+mod retired;
+#[cfg(not(loom))]
+mod snapshot;
+mod swap;
 mod sync;
 mod unwind;
 
@@ -81,10 +88,17 @@ pub use domain::{Domain, GpCookie, Stats};
 pub use flavor::{Flavor, Mb, Memb, Qsbr};
 pub use grace_period::stall::{StallHook, StallReport, StalledReader, DEFAULT_STALL_TIMEOUT};
 pub use guard::ReadGuard;
+#[cfg(not(loom))]
+pub use local_reader::DomainReadGuard;
+pub use pool::OnlineGuard;
 pub use ptr::{
     rcu_assign_pointer, rcu_cmpxchg_pointer, rcu_dereference, rcu_xchg_pointer, RcuBox, RcuOption,
 };
 pub use reader::{OfflineGuard, Reader};
+pub use retired::Retired;
+#[cfg(not(loom))]
+pub use snapshot::Snapshot;
+pub use swap::CompareExchangeError;
 
 /// The atomic types used by the raw pointer primitives (loom's under `--cfg loom`).
 pub mod atomic {
