@@ -51,6 +51,8 @@
 //! the rules (nesting, thread exit, fork, when callbacks run).
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(not(loom))]
+mod auto_traits;
 mod builder;
 mod call_rcu;
 #[cfg(not(loom))]

@@ -53,7 +53,7 @@ impl Reader<Qsbr> {
     /// between its jobs. The guard derefs to the reader, so reads and quiescent states go
     /// through it, and no read guard can outlive it:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0505
     /// use rcu_core::{Domain, Qsbr};
     /// let domain: Domain<Qsbr> = Domain::new();
     /// let mut reader = domain.register_offline();

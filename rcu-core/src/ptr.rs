@@ -105,7 +105,7 @@ pub(crate) fn check_guard<F: Flavor>(key: usize, guard: &ReadGuard<'_, F>) {
 /// `Send` and `Sync` (as every cell of this crate): readers on other threads get `&T`, and
 /// the old value is dropped on the worker thread, so `T` must be `Send + Sync`:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// use rcu_core::RcuBox;
 /// let cell = RcuBox::new(std::rc::Rc::new(1)); // error: `Rc` cannot be shared between threads
 /// ```

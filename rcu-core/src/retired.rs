@@ -42,7 +42,22 @@ use crate::flavor::{Flavor, Memb};
 /// ```
 ///
 /// `Retired<T>` is `Send` and `Sync` for every `T: Send` (it is a `Box<T>` that gives no
-/// shared access): it may be handed to another thread to be freed there.
+/// shared access): it may be handed to another thread to be freed there. The value is
+/// dropped on the domain's worker thread, so a `T` that is not `Send` cannot be retired:
+///
+/// ```compile_fail,E0277
+/// fn free_later(_: rcu_core::Retired<std::rc::Rc<u8>>) {} // error: `Rc` is not `Send`
+/// ```
+///
+/// The compiling twin retires an `Arc`:
+///
+/// ```
+/// fn free_later(r: rcu_core::Retired<std::sync::Arc<u8>>) {
+///     r.defer();
+/// }
+/// let cell = rcu_core::RcuBox::new(std::sync::Arc::new(1));
+/// free_later(cell.swap(std::sync::Arc::new(2)));
+/// ```
 ///
 /// Invariant: `ptr` came from `Box::into_raw`, is reachable from no RCU structure, and is
 /// owned by this value; readers of `domain` may still dereference it until a grace period

@@ -48,7 +48,7 @@ use crate::ptr::{RcuBox, RcuOption};
 ///
 /// A snapshot cannot be sent to another thread:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// use rcu_core::RcuBox;
 /// let cell = RcuBox::new(1u32);
 /// let snap = cell.snapshot();
@@ -70,7 +70,7 @@ use crate::ptr::{RcuBox, RcuOption};
 ///
 /// Nor can it outlive its cell:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0597
 /// use rcu_core::RcuBox;
 /// let snap = {
 ///     let cell = RcuBox::new(1u32);

@@ -295,6 +295,8 @@
 //! comment in the source.
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(not(loom))]
+mod auto_traits;
 mod cursor;
 mod link;
 mod list;
