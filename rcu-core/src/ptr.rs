@@ -3,11 +3,12 @@
 //! [`rcu_xchg_pointer`]).
 
 use core::fmt;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
 use crate::domain::Domain;
 use crate::flavor::{Flavor, Memb};
 use crate::guard::ReadGuard;
+use crate::retired::{defer_free, no_reset};
 use crate::sync::{AtomicPtr, Ordering};
 
 /// Load an RCU-protected pointer for reading (`rcu_dereference`).
@@ -212,10 +213,10 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
     /// ```
     pub fn store(&self, value: T) {
         let old = rcu_xchg_pointer(&self.ptr, Box::into_raw(Box::new(value)));
-        // SAFETY: `old` came from `Box::into_raw` (type invariant) and is now unreachable
-        // for new readers; the box is freed only after a grace period (by `defer_drop`).
-        let old = unsafe { Box::from_raw(old) };
-        self.domain.defer_drop(old);
+        // SAFETY: `old` came from `Box::into_raw` (type invariant, never null) and is now
+        // unpublished; readers of our domain may still hold it, and `defer_free` frees it
+        // after a grace period.
+        unsafe { defer_free(&self.domain, NonNull::new_unchecked(old), no_reset) };
     }
 
     /// The 0.1 name of [`store`](Self::store) (which it calls). Unlike `mem::replace` it
@@ -391,9 +392,9 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuOption<T, F> {
     /// blocks.
     pub fn store(&self, value: Option<T>) {
         let old = rcu_xchg_pointer(&self.ptr, into_raw(value));
-        if !old.is_null() {
-            // SAFETY: `old` is an unpublished `Box` of ours; dropped after a grace period.
-            self.domain.defer_drop(unsafe { Box::from_raw(old) });
+        if let Some(old) = NonNull::new(old) {
+            // SAFETY: an unpublished `Box` of ours, freed after a grace period.
+            unsafe { defer_free(&self.domain, old, no_reset) };
         }
     }
 

@@ -99,12 +99,37 @@ impl<T> SendPtr<T> {
     }
 }
 
+/// Free `ptr`, just unpublished from an RCU structure of `domain`, on the domain's worker
+/// after a grace period, running `reset` on it first.
+///
+/// No `Box` exists before the grace period: a `Box` is a unique pointer, and making one
+/// while readers still hold `&T`s to the value would be undefined behaviour (Miri's
+/// aliasing models flag it), even if it is only moved into the callback.
+///
+/// # Safety
+///
+/// As for [`Retired::from_raw_with_reset`]: `ptr` came from `Box::into_raw`, is
+/// unpublished, only readers of `domain` may still use it, ownership passes to this call,
+/// and `reset` may be called on it once it is private.
+pub(crate) unsafe fn defer_free<T: Send + 'static, F: Flavor>(
+    domain: &Domain<F>,
+    ptr: NonNull<T>,
+    reset: unsafe fn(NonNull<T>),
+) {
+    let p = SendPtr(ptr, reset);
+    domain.call(move || {
+        // SAFETY: call_rcu callbacks run after a grace period of `domain`, the domain
+        // whose readers may see the value (the contract), and `p` is the only owner.
+        drop(unsafe { p.into_box() });
+    });
+}
+
 /// The reset of a value with nothing to reset.
 ///
 /// # Safety
 ///
 /// None needed (it does nothing); `unsafe` only to have `Retired::reset`'s type.
-unsafe fn no_reset<T>(_: NonNull<T>) {}
+pub(crate) unsafe fn no_reset<T>(_: NonNull<T>) {}
 
 impl<T: Send + 'static, F: Flavor> Retired<T, F> {
     /// Take ownership of a value unpublished from an RCU structure of `domain` (for
@@ -199,7 +224,8 @@ impl<T: Send + 'static, F: Flavor> Retired<T, F> {
     pub fn call(self, f: impl FnOnce(Box<T>) + Send + 'static) {
         let (p, domain) = self.into_parts();
         domain.call(move || {
-            // SAFETY: as in `Drop`: a grace period has elapsed and `p` is the only owner.
+            // SAFETY: as in `defer_free`: a grace period has elapsed and `p` is the only
+            // owner.
             f(unsafe { p.into_box() });
         });
     }
@@ -251,12 +277,8 @@ impl<T: Send + 'static, F: Flavor> Drop for Retired<T, F> {
         // SAFETY: `self` is being dropped and its fields are not used afterwards, so the
         // domain is taken out once.
         let domain = unsafe { ManuallyDrop::take(&mut self.domain) };
-        let p = SendPtr(self.ptr, self.reset);
-        domain.call(move || {
-            // SAFETY: call_rcu callbacks run after a grace period of `domain`, the domain
-            // whose readers may see the value (invariant), and `p` is the only owner.
-            drop(unsafe { p.into_box() });
-        });
+        // SAFETY: the type invariant is `defer_free`'s contract; `self` gives up the value.
+        unsafe { defer_free(&domain, self.ptr, self.reset) };
     }
 }
 

@@ -226,3 +226,36 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuOption<Arc<T>, F> {
         self.snapshot().map(|s| Arc::clone(&s))
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::{Domain, Qsbr, RcuBox, RcuOption, Snapshot};
+    use std::sync::Arc;
+
+    /// A snapshot's value stays readable while another thread replaces it and the worker
+    /// frees what it can.
+    #[test]
+    fn a_snapshot_outlives_the_stores_that_replace_its_value() {
+        let d: Domain<Qsbr> = Domain::new();
+        let cell = RcuBox::new_in(Arc::new(String::from("v0")), &d);
+        let slot = RcuOption::new_in(Some(1u8), &d);
+        let snap = cell.snapshot();
+        let kept = cell.load_full();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 1..4 {
+                    cell.store(Arc::new(format!("v{i}")));
+                }
+                slot.store(None);
+            });
+        });
+        assert_eq!(**snap, "v0");
+        assert_eq!(slot.load(Snapshot::guard(&snap)), None);
+        assert_eq!(format!("{snap}"), "v0");
+        drop(snap);
+        d.barrier();
+        assert_eq!(*kept, "v0");
+        assert_eq!(*cell.load_full(), "v3");
+        assert!(slot.snapshot().is_none());
+    }
+}

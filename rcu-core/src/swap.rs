@@ -12,7 +12,7 @@ use crate::domain::Domain;
 use crate::flavor::Flavor;
 use crate::guard::ReadGuard;
 use crate::ptr::{check_guard, into_raw, rcu_cmpxchg_pointer, rcu_xchg_pointer, RcuBox, RcuOption};
-use crate::retired::Retired;
+use crate::retired::{defer_free, no_reset, Retired};
 use crate::sync::{AtomicPtr, Ordering};
 
 /// The failure of a `compare_exchange`: the value the cell held instead of the expected
@@ -244,9 +244,9 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
     /// If `guard` belongs to another domain.
     pub fn update(&self, guard: &ReadGuard<'_, F>, f: impl FnMut(&T) -> T) {
         let old = self.update_in(guard, f);
-        // SAFETY: we unpublished `old` (a `Box` per the invariant); it is dropped after a
-        // grace period.
-        self.domain.defer_drop(unsafe { Box::from_raw(old) });
+        // SAFETY: we unpublished `old` (a `Box` per the invariant, never null); it is freed
+        // after a grace period.
+        unsafe { defer_free(&self.domain, NonNull::new_unchecked(old), no_reset) };
     }
 
     /// The loop of [`update`](Self::update) and [`rcu`](Self::rcu); returns the replaced
@@ -359,5 +359,109 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuOption<T, F> {
         drop(guard);
         // SAFETY: `old` is null or the cell's own allocation, just unpublished.
         unsafe { retire(old, &self.domain) }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::{Domain, Mb, Qsbr, RcuBox, RcuOption};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Counts its drops, so a test sees each value freed exactly once.
+    struct Counted(u32, Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn every_retired_value_is_freed_exactly_once() {
+        let d: Domain<Mb> = Domain::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let c = |v| Counted(v, drops.clone());
+        let cell = RcuBox::new_in(c(0), &d);
+        cell.swap(c(1)).defer();
+        drop(cell.swap(c(2)));
+        cell.swap(c(3)).call(|b| assert_eq!(b.0, 2));
+        let back = cell.swap(c(4)).synchronize();
+        assert_eq!(back.0, 3);
+        drop(back);
+        let g = d.read_lock();
+        let cur = cell.load(&g);
+        let err = cell.compare_exchange(&Counted(9, drops.clone()), c(5), &g);
+        let err = err.map(drop).unwrap_err();
+        assert!(core::ptr::eq(err.current, cur));
+        assert_eq!(err.new.0, 5);
+        drop(err); // the unpublished new value, and the `Counted(9)` above
+        let old = cell.compare_exchange(cur, c(6), &g).map_err(drop).unwrap();
+        drop(g);
+        assert_eq!(old.synchronize().0, 4);
+        drop(cell.rcu(|v| c(v.0 + 1)));
+        let g = d.read_lock();
+        cell.update(&g, |v| c(v.0 + 1));
+        assert_eq!(cell.load(&g).0, 8);
+        drop(g);
+        d.barrier();
+        // Published and replaced: 0, 1, 2, 3, 4, 6, 7; never published: 5; the stand-in 9.
+        assert_eq!(drops.load(Ordering::Relaxed), 9);
+        assert_eq!(cell.into_inner().0, 8);
+    }
+
+    #[test]
+    fn option_cells_retire_and_hand_back() {
+        let d: Domain<Qsbr> = Domain::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let c = |v| Counted(v, drops.clone());
+        let mut slot = RcuOption::new_in(None, &d);
+        assert!(slot.take().is_none());
+        assert!(slot.swap(Some(c(1))).is_none());
+        let g = d.read_lock();
+        let err = slot
+            .compare_exchange(None, Some(c(2)), &g)
+            .map(drop)
+            .unwrap_err();
+        assert_eq!(err.current.map(|v| v.0), Some(1));
+        drop(err);
+        let one = slot.load(&g);
+        let old = slot.compare_exchange(one, None, &g).map_err(drop).unwrap();
+        drop(g);
+        assert_eq!(old.unwrap().synchronize().0, 1);
+        assert!(slot.rcu(|v| v.map(|v| c(v.0))).is_none(), "stays empty");
+        drop(slot.rcu(|_| Some(c(3))));
+        assert_eq!(slot.get_mut().map(|v| v.0), Some(3));
+        d.barrier();
+        assert_eq!(drops.load(Ordering::Relaxed), 2); // the unpublished 2 and the 1
+        assert_eq!(slot.into_inner().map(|v| v.0), Some(3));
+        assert_eq!(drops.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn concurrent_rcu_and_compare_exchange_lose_nothing() {
+        let d: Domain<Mb> = Domain::new();
+        let cell = RcuBox::new_in(0u32, &d);
+        let n = if cfg!(miri) { 20 } else { 1000 };
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                let (cell, d) = (&cell, &d);
+                s.spawn(move || {
+                    for _ in 0..n {
+                        if t == 0 {
+                            drop(cell.rcu(|v| v + 1));
+                        } else {
+                            let g = d.read_lock();
+                            let mut cur = cell.load(&g);
+                            while let Err(e) = cell.compare_exchange(cur, cur + 1, &g) {
+                                cur = e.current;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(*cell.snapshot(), 2 * n);
+        d.barrier();
     }
 }
