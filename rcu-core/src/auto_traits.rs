@@ -17,9 +17,6 @@ use crate::{
     RcuBox, RcuOption, ReadGuard, Reader, Retired, Snapshot,
 };
 
-/// `Send` but not `Sync`: a payload [`Retired`] accepts but the cells do not.
-type SendOnly = Cell<u8>;
-
 // Thread-bound: neither `Send` nor `Sync`, for every flavor.
 assert_not_impl_any!(ReadGuard<'static, Memb>: Send, Sync);
 assert_not_impl_any!(ReadGuard<'static, Mb>: Send, Sync);
@@ -45,9 +42,10 @@ assert_impl_all!(RcuBox<std::sync::Arc<Vec<u8>>, Mb>: Send, Sync);
 assert_impl_all!(RcuOption<u32, Memb>: Send, Sync);
 assert_impl_all!(RcuOption<String, Qsbr>: Send, Sync);
 assert_impl_all!(Retired<u32, Memb>: Send, Sync);
-assert_impl_all!(Retired<SendOnly, Qsbr>: Send, Sync);
+// `Cell<u8>` is `Send` but not `Sync`: a payload `Retired` accepts and the cells do not.
+assert_impl_all!(Retired<Cell<u8>, Qsbr>: Send, Sync);
 assert_impl_all!(Retired<Box<dyn Send>, Mb>: Send, Sync);
 // The error of a compare-exchange carries references and values across threads as its
 // parts allow.
 assert_impl_all!(CompareExchangeError<&'static u32, u32>: Send, Sync);
-assert_not_impl_any!(CompareExchangeError<&'static u32, SendOnly>: Sync);
+assert_not_impl_any!(CompareExchangeError<&'static u32, Cell<u8>>: Sync);
