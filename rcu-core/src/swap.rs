@@ -196,8 +196,9 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
 
     /// Read-copy-update without a guard of the caller's: build a new value from the current
     /// one and publish it, retrying if another writer got there first; returns the value it
-    /// replaced, retired (arc-swap's `rcu`). `f` may run more than once. Takes a critical
-    /// section of the cell's domain for the duration
+    /// replaced, retired (arc-swap's `rcu`). `f` may run more than once, and must not
+    /// write this cell itself (each of its writes would make the loop retry, for ever).
+    /// Takes a critical section of the cell's domain for the duration
     /// ([`Domain::read_lock`]); never blocks.
     ///
     /// ```
@@ -334,7 +335,8 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuOption<T, F> {
 
     /// Read-copy-update without a guard of the caller's: `f` maps the current value (or
     /// `None`) to the new one (or `None`); retried if another writer got there first; the
-    /// replaced value (if any) is handed back retired (see [`RcuBox::rcu`]).
+    /// replaced value (if any) is handed back retired. `f` may run more than once and must
+    /// not write this cell (see [`RcuBox::rcu`]).
     ///
     /// ```
     /// use rcu_core::RcuOption;

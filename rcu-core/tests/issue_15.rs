@@ -31,6 +31,33 @@ fn quiet_domain<F: Flavor>() -> Domain<F> {
         .build()
 }
 
+/// `wait` (a grace period or a barrier, on a thread of its own) must not end while
+/// `holder` lives (`while_held` checks what else must hold meanwhile), and must end once
+/// `holder` is dropped.
+fn ends_only_after_drop<H>(
+    holder: H,
+    wait: impl FnOnce() + Send + 'static,
+    while_held: impl FnOnce(&H),
+    what: &str,
+) {
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        wait();
+        tx.send(()).unwrap();
+    });
+    assert!(
+        rx.recv_timeout(HELD).is_err(),
+        "ended while {what} was held"
+    );
+    while_held(&holder);
+    drop(holder);
+    assert!(
+        rx.recv_timeout(ENDS).is_ok(),
+        "never ended after {what} was dropped"
+    );
+    waiter.join().unwrap();
+}
+
 // ----- Domain::read_lock -----
 
 /// A guard of `Domain::read_lock`, leaked on a thread that then exits: the reference read
@@ -95,20 +122,8 @@ fn qsbr_thread_that_read_once_then_idles_does_not_stall() {
 #[test]
 fn qsbr_domain_guard_holds_grace_periods_while_it_lives() {
     let d: Domain<Qsbr> = quiet_domain();
-    let g = d.read_lock();
     let d2 = d.clone();
-    let (tx, rx) = mpsc::channel();
-    let sync = std::thread::spawn(move || {
-        d2.synchronize();
-        tx.send(()).unwrap();
-    });
-    assert!(
-        rx.recv_timeout(HELD).is_err(),
-        "a grace period ended under a guard"
-    );
-    drop(g);
-    assert!(rx.recv_timeout(ENDS).is_ok());
-    sync.join().unwrap();
+    ends_only_after_drop(d.read_lock(), move || d2.synchronize(), |_| (), "a guard");
 }
 
 /// Waiting for a grace period inside a critical section of `Domain::read_lock` would
@@ -217,20 +232,9 @@ fn pool_threads_registered_offline_never_stall() {
 fn online_guard_holds_grace_periods_until_dropped() {
     let d: Domain<Qsbr> = quiet_domain();
     let mut reader = d.register_offline();
-    let online = reader.online();
     let d2 = d.clone();
-    let (tx, rx) = mpsc::channel();
-    let sync = std::thread::spawn(move || {
-        d2.synchronize();
-        tx.send(()).unwrap();
-    });
-    assert!(
-        rx.recv_timeout(HELD).is_err(),
-        "ended while the reader was online"
-    );
-    drop(online);
-    assert!(rx.recv_timeout(ENDS).is_ok());
-    sync.join().unwrap();
+    let wait = move || d2.synchronize();
+    ends_only_after_drop(reader.online(), wait, |_| (), "an online guard");
     std::mem::forget(reader.online());
     assert!(reader.is_online());
     let d3 = d.clone();
@@ -249,20 +253,11 @@ fn snapshot_keeps_its_value<F: Flavor>() {
     let snap = cell.snapshot();
     cell.store(Canary::new(2).0);
     let d2 = d.clone();
-    let (tx, rx) = mpsc::channel();
-    let barrier = std::thread::spawn(move || {
-        d2.barrier();
-        tx.send(()).unwrap();
-    });
-    assert!(
-        rx.recv_timeout(HELD).is_err(),
-        "a grace period ended under a snapshot"
-    );
-    assert!(!freed.load(Ordering::SeqCst));
-    assert_eq!(snap.value, 1);
-    drop(snap);
-    assert!(rx.recv_timeout(ENDS).is_ok());
-    barrier.join().unwrap();
+    let still_there = |snap: &rcu_core::Snapshot<'_, Canary, F>| {
+        assert!(!freed.load(Ordering::SeqCst), "freed under a snapshot");
+        assert_eq!(snap.value, 1);
+    };
+    ends_only_after_drop(snap, move || d2.barrier(), still_there, "a snapshot");
     assert!(freed.load(Ordering::SeqCst));
     assert_eq!(cell.snapshot().value, 2);
 }
