@@ -47,7 +47,12 @@ pub struct GpCookie {
 ///
 /// Most programs use the process-wide default domains through the free functions
 /// ([`rcu_read_lock`](crate::rcu_read_lock), [`synchronize_rcu`](crate::synchronize_rcu), …);
-/// libraries and tests that want isolation create their own.
+/// libraries and tests that want isolation create their own, and read them through a
+/// registered [`Reader`](crate::Reader) or [`Domain::read_lock`].
+///
+/// The flavor defaults to [`Memb`] in types, but not in expressions: write
+/// `let d: Domain = Domain::new()` or `Domain::<Memb>::new()` (`Domain::new()` alone is
+/// error E0283; see [`docs::choosing`](crate::docs::choosing#domains)).
 ///
 /// ```
 /// use rcu_core::{Domain, Mb};
@@ -99,6 +104,9 @@ impl<F: Flavor> Domain<F> {
     /// thread's first call on a domain takes a short lock to add its queue, and the
     /// domain's first call spawns the worker. Under a flood of callbacks the worker runs
     /// grace periods back to back; see [`Stats::peak_backlog`].
+    ///
+    /// A callback that has not run when the process exits never runs: call
+    /// [`barrier`](Self::barrier) before `main` returns if its effect matters.
     #[inline]
     pub fn call<C: FnOnce() + Send + 'static>(&self, f: C) {
         CallRcu::call(&self.calls, f);
@@ -106,6 +114,12 @@ impl<F: Flavor> Domain<F> {
 
     /// Drop `value` after a grace period (on the worker thread). Never blocks, as
     /// [`call`](Self::call).
+    ///
+    /// For a raw pointer just unpublished (from [`rcu_xchg_pointer`](crate::rcu_xchg_pointer),
+    /// say), use [`Retired::from_raw`](crate::Retired::from_raw) and drop or
+    /// [`defer`](crate::Retired::defer) it, rather than `defer_drop(Box::from_raw(p))`:
+    /// that `Box`, a unique pointer, would exist while readers still hold references to
+    /// its value, which is undefined behaviour.
     #[inline]
     pub fn defer_drop<T: Send + 'static>(&self, value: T) {
         self.call(move || drop(value));

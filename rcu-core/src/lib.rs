@@ -27,7 +27,7 @@
 //!         }
 //!     })
 //! };
-//! shared.replace(vec![1, 2, 3, 4]); // old Vec freed after a grace period
+//! shared.store(vec![1, 2, 3, 4]); // old Vec freed after a grace period
 //! reader.join().unwrap();
 //! synchronize_rcu();
 //! ```
@@ -43,14 +43,35 @@
 //! | `rcu_register_thread()` / `rcu_unregister_thread()` | [`rcu_register_thread`] / [`rcu_unregister_thread`], [`Domain::register`] (drop the [`Reader`]) |
 //! | `rcu_quiescent_state()`, `rcu_thread_offline()`, `rcu_thread_online()` (urcu-qsbr) | [`qsbr::rcu_quiescent_state`], [`qsbr::rcu_thread_offline`], [`qsbr::rcu_thread_online`], [`Reader::quiescent_state`], [`Reader::offline`] |
 //! | `rcu_dereference(p)` / `qatomic_rcu_read` | [`rcu_dereference`], [`RcuBox::load`], [`RcuOption::load`] |
-//! | `rcu_assign_pointer(p, v)` / `qatomic_rcu_set` | [`rcu_assign_pointer`], [`RcuBox::replace`], [`RcuOption::store`] |
-//! | `rcu_xchg_pointer`, `rcu_cmpxchg_pointer` | [`rcu_xchg_pointer`], [`rcu_cmpxchg_pointer`] |
+//! | `rcu_assign_pointer(p, v)` / `qatomic_rcu_set` | [`rcu_assign_pointer`], [`RcuBox::store`], [`RcuOption::store`] |
+//! | `rcu_xchg_pointer`, `rcu_cmpxchg_pointer` | [`rcu_xchg_pointer`], [`rcu_cmpxchg_pointer`]; [`RcuBox::swap`], [`RcuBox::compare_exchange`] (the old value as a [`Retired`]) |
 //! | `start_poll_synchronize_rcu`, `poll_state_synchronize_rcu`, `get_state_synchronize_rcu`, `cond_synchronize_rcu` (Linux) | [`Domain::start_poll`], [`Domain::poll`], [`Domain::get_state`], [`Domain::cond_synchronize`] |
 //!
-//! See [`docs::internal`] for the memory-ordering argument and [`docs::limitations`] for
-//! the rules (nesting, thread exit, fork, when callbacks run).
+//! # Names for arc-swap and crossbeam-epoch users
+//!
+//! | arc-swap | crossbeam-epoch | rcu-core |
+//! |---|---|---|
+//! | `ArcSwap<T>`, `ArcSwapOption<T>` | `Atomic<T>` | [`RcuBox<T>`], [`RcuOption<T>`] (any `T: Send + Sync`, no `Arc` needed) |
+//! | `load()` → `Guard` | `pin()` + `load(&guard)` | [`rcu_read_lock`] / [`Domain::read_lock`] + [`RcuBox::load`]; [`RcuBox::snapshot`] → [`Snapshot`] (guard and value in one) |
+//! | `load_full()` | | [`RcuBox::load_full`] (for `RcuBox<Arc<T>>`) |
+//! | `store(v)` | `swap` + `defer_destroy` | [`RcuBox::store`] (freed after a grace period by the call_rcu worker) |
+//! | `swap(v)` → old `Arc` | `swap` → `Shared` | [`RcuBox::swap`] → [`Retired`] (free it, [`Retired::call`] a closure on it, or [`Retired::synchronize`] and get it back) |
+//! | `compare_and_swap` | `compare_exchange` → `CompareExchangeError` | [`RcuBox::compare_exchange`] → [`CompareExchangeError`] |
+//! | `rcu(f)` | | [`RcuBox::rcu`] (no guard needed), [`RcuBox::update`] (under your guard) |
+//! | | `Guard::defer_destroy`, `defer` | [`defer_drop`], [`call_rcu`], [`Domain::defer_drop`], [`Domain::call`] |
+//! | | `Collector`, `LocalHandle` | [`Domain`], [`Reader`] ([`Domain::register`]) |
+//! | | `Guard::flush`, (no blocking wait) | [`rcu_barrier`], [`synchronize_rcu`] |
+//!
+//! # Where to go next
+//!
+//! [`docs::choosing`] compares the flavors with measured figures and says which reading
+//! and writing API fits (thread pools and process exit included); [`docs::internal`] has
+//! the memory-ordering argument and [`docs::limitations`] the rules (nesting, thread exit,
+//! fork, when callbacks run).
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(not(loom))]
+mod auto_traits;
 mod builder;
 mod call_rcu;
 #[cfg(not(loom))]
@@ -62,12 +83,19 @@ mod flavor;
 mod fork;
 mod grace_period;
 mod guard;
+#[cfg(not(loom))]
+mod local_reader;
 pub mod membarrier;
 mod misuse;
+mod pool;
 mod ptr;
 mod qsbr_thread;
 mod reader;
 mod record;
+mod retired;
+#[cfg(not(loom))]
+mod snapshot;
+mod swap;
 mod sync;
 mod unwind;
 
@@ -81,10 +109,17 @@ pub use domain::{Domain, GpCookie, Stats};
 pub use flavor::{Flavor, Mb, Memb, Qsbr};
 pub use grace_period::stall::{StallHook, StallReport, StalledReader, DEFAULT_STALL_TIMEOUT};
 pub use guard::ReadGuard;
+#[cfg(not(loom))]
+pub use local_reader::DomainReadGuard;
+pub use pool::OnlineGuard;
 pub use ptr::{
     rcu_assign_pointer, rcu_cmpxchg_pointer, rcu_dereference, rcu_xchg_pointer, RcuBox, RcuOption,
 };
 pub use reader::{OfflineGuard, Reader};
+pub use retired::Retired;
+#[cfg(not(loom))]
+pub use snapshot::Snapshot;
+pub use swap::CompareExchangeError;
 
 /// The atomic types used by the raw pointer primitives (loom's under `--cfg loom`).
 pub mod atomic {
@@ -94,7 +129,7 @@ pub mod atomic {
     pub use std::sync::atomic::{AtomicPtr, Ordering};
 }
 
-/// The README's examples, compiled and run as doctests.
+/// The crate README's examples, compiled and run as doctests.
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

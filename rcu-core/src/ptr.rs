@@ -3,11 +3,12 @@
 //! [`rcu_xchg_pointer`]).
 
 use core::fmt;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
 use crate::domain::Domain;
 use crate::flavor::{Flavor, Memb};
 use crate::guard::ReadGuard;
+use crate::retired::{defer_free, no_reset};
 use crate::sync::{AtomicPtr, Ordering};
 
 /// Load an RCU-protected pointer for reading (`rcu_dereference`).
@@ -62,12 +63,31 @@ fn wrong_domain() -> ! {
     panic!("rcu: guard belongs to another domain than this RCU pointer")
 }
 
-/// An RCU-protected, always-present value: readers `load` it under a guard, writers
-/// `replace` it and the old value is dropped after a grace period.
+/// Panic unless `guard` is a critical section of the domain whose key is `key`: a guard
+/// only holds off its own domain's grace periods.
+#[inline(always)]
+pub(crate) fn check_guard<F: Flavor>(key: usize, guard: &ReadGuard<'_, F>) {
+    if guard.domain_key() as usize != key {
+        wrong_domain();
+    }
+}
+
+/// An RCU-protected, always-present value (arc-swap's `ArcSwap`, for any `T`): readers
+/// `load` it under a guard (or take a [`snapshot`](Self::snapshot)), writers
+/// [`store`](Self::store) a new one and the old value is dropped after a grace period.
+///
+/// | arc-swap / crossbeam-epoch | `RcuBox` |
+/// |---|---|
+/// | `load` (a `Guard`) | [`load`](Self::load) under a guard; [`snapshot`](Self::snapshot) (guard and value in one) |
+/// | `load_full` | [`load_full`](Self::load_full) (for `RcuBox<Arc<T>>`) |
+/// | `store` | [`store`](Self::store) |
+/// | `swap` | [`swap`](Self::swap) (the old value as a [`Retired`](crate::Retired)) |
+/// | `compare_and_swap`, `compare_exchange` | [`compare_exchange`](Self::compare_exchange) |
+/// | `rcu` | [`rcu`](Self::rcu) (no guard needed), [`update`](Self::update) (under yours) |
 ///
 /// Invariant: `ptr` is always a `Box`-allocated `T` owned by this cell; a value it no longer
 /// points to is freed only after a grace period of `domain` (or never, when handed back
-/// to the caller by [`RcuBox::replace_sync`]).
+/// to the caller by [`RcuBox::swap_sync`] or a [`Retired`](crate::Retired)).
 ///
 /// ```
 /// use rcu_core::{rcu_read_lock, RcuBox};
@@ -77,16 +97,32 @@ fn wrong_domain() -> ! {
 ///     let guard = rcu_read_lock();
 ///     assert_eq!(config.load(&guard), "v1");
 /// }
-/// config.replace(String::from("v2")); // "v1" is dropped after a grace period
+/// config.store(String::from("v2")); // "v1" is dropped after a grace period
 /// assert_eq!(config.load(&rcu_read_lock()), "v2");
-/// let old = config.replace_sync(String::from("v3")); // waits, then hands "v2" back
+/// let old = config.swap_sync(String::from("v3")); // waits, then hands "v2" back
 /// assert_eq!(old, "v2");
 /// ```
+///
+/// `Send` and `Sync` (as every cell of this crate): readers on other threads get `&T`, and
+/// the old value is dropped on the worker thread, so `T` must be `Send + Sync`:
+///
+/// ```compile_fail,E0277
+/// use rcu_core::RcuBox;
+/// let cell = RcuBox::new(std::rc::Rc::new(1)); // error: `Rc` cannot be shared between threads
+/// ```
+///
+/// The compiling twin uses `Arc`:
+///
+/// ```
+/// use rcu_core::RcuBox;
+/// let cell = RcuBox::new(std::sync::Arc::new(1));
+/// assert_eq!(*cell.load_full(), 1);
+/// ```
 pub struct RcuBox<T: Send + Sync + 'static, F: Flavor = Memb> {
-    ptr: AtomicPtr<T>,
+    pub(crate) ptr: AtomicPtr<T>,
     /// `domain.key()`, cached next to `ptr` for the check in `load`.
-    key: usize,
-    domain: Domain<F>,
+    pub(crate) key: usize,
+    pub(crate) domain: Domain<F>,
 }
 
 #[cfg(not(loom))]
@@ -94,6 +130,34 @@ impl<T: Send + Sync + 'static> RcuBox<T, Memb> {
     /// A cell in the default (memb) domain.
     pub fn new(value: T) -> Self {
         Self::new_in(value, crate::default::default_domain())
+    }
+}
+
+/// A cell in the default (memb) domain.
+///
+/// ```
+/// use rcu_core::RcuBox;
+/// let cell: RcuBox<String> = String::from("x").into();
+/// assert_eq!(*cell.snapshot(), "x");
+/// ```
+#[cfg(not(loom))]
+impl<T: Send + Sync + 'static> From<T> for RcuBox<T, Memb> {
+    fn from(value: T) -> Self {
+        Self::new(value)
+    }
+}
+
+/// A cell holding `T::default()`, in the default (memb) domain.
+///
+/// ```
+/// use rcu_core::RcuBox;
+/// let cell: RcuBox<Vec<u8>> = Default::default();
+/// assert!(cell.snapshot().is_empty());
+/// ```
+#[cfg(not(loom))]
+impl<T: Default + Send + Sync + 'static> Default for RcuBox<T, Memb> {
+    fn default() -> Self {
+        Self::new(T::default())
     }
 }
 
@@ -114,9 +178,7 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
     /// If `guard` belongs to another domain (its critical section would not protect us).
     #[inline(always)]
     pub fn load<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> &'g T {
-        if guard.domain_key() as usize != self.key {
-            wrong_domain();
-        }
+        check_guard(self.key, guard);
         // SAFETY: the pointer is never null (type invariant) and a replaced value is only
         // freed after a grace period of our domain, which `guard` (same domain, checked
         // above) holds off for 'g; we never hand out `&mut T` while shared.
@@ -138,53 +200,67 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
         unsafe { &*self.ptr.load(Ordering::Acquire) }
     }
 
-    /// Replace the value; the old one is dropped on the domain's worker after a grace
-    /// period (`rcu_xchg_pointer` + `call_rcu`). Never blocks (see [`Domain::call`]).
-    pub fn replace(&self, value: T) {
+    /// Publish `value`; the old one is dropped on the domain's worker after a grace period
+    /// (`rcu_xchg_pointer` + `call_rcu`; arc-swap's `store`). Never blocks (see
+    /// [`Domain::call`]). [`swap`](Self::swap) hands the old value back instead.
+    ///
+    /// ```
+    /// use rcu_core::{rcu_barrier, RcuBox};
+    /// let cell = RcuBox::new(1u8);
+    /// cell.store(2);
+    /// assert_eq!(*cell.snapshot(), 2);
+    /// rcu_barrier(); // the 1 has been dropped
+    /// ```
+    pub fn store(&self, value: T) {
         let old = rcu_xchg_pointer(&self.ptr, Box::into_raw(Box::new(value)));
-        // SAFETY: `old` came from `Box::into_raw` (type invariant) and is now unreachable
-        // for new readers; the box is freed only after a grace period (by `defer_drop`).
-        let old = unsafe { Box::from_raw(old) };
-        self.domain.defer_drop(old);
+        // SAFETY: `old` came from `Box::into_raw` (type invariant, never null) and is now
+        // unpublished; readers of our domain may still hold it, and `defer_free` frees it
+        // after a grace period.
+        unsafe { defer_free(&self.domain, NonNull::new_unchecked(old), no_reset) };
     }
 
-    /// Replace the value, wait for a grace period, and return the old value
-    /// (`rcu_xchg_pointer` + `synchronize_rcu`).
+    /// The 0.1 name of [`store`](Self::store) (which it calls). Unlike `mem::replace` it
+    /// returns nothing: use [`swap`](Self::swap) for the old value.
+    #[inline]
+    pub fn replace(&self, value: T) {
+        self.store(value);
+    }
+
+    /// The 0.1 name of [`swap_sync`](Self::swap_sync) (which it calls).
+    ///
+    /// # Panics
+    ///
+    /// As [`swap_sync`](Self::swap_sync).
+    #[inline]
+    pub fn replace_sync(&self, value: T) -> T {
+        self.swap_sync(value)
+    }
+
+    /// Publish `value`, wait for a grace period, and return the old value
+    /// (`rcu_xchg_pointer` + `synchronize_rcu`; [`RcuOption::swap_sync`]'s twin).
+    ///
+    /// ```
+    /// use rcu_core::RcuBox;
+    /// let cell = RcuBox::new(1u8);
+    /// assert_eq!(cell.swap_sync(2), 1);
+    /// ```
+    ///
+    /// # Blocking
+    ///
+    /// As [`Domain::synchronize`].
     ///
     /// # Panics
     ///
     /// As [`Domain::synchronize`] does when it would deadlock; the check comes first, so the
     /// cell keeps its value (and `value` is dropped) when it panics.
-    pub fn replace_sync(&self, value: T) -> T {
+    pub fn swap_sync(&self, value: T) -> T {
         // Before anything changes: a panic here leaves the cell as it was.
-        self.domain.check_may_block("replace_sync");
+        self.domain.check_may_block("swap_sync");
         let old = rcu_xchg_pointer(&self.ptr, Box::into_raw(Box::new(value)));
         self.domain.synchronize();
         // SAFETY: `old` came from `Box::into_raw`, is unpublished, and a grace period has
         // elapsed, so no reader still holds a reference to it.
         *unsafe { Box::from_raw(old) }
-    }
-
-    /// Read-copy-update: build a new value from the current one and publish it, retrying if
-    /// another writer got there first. The old value is retired through `call_rcu`.
-    /// `f` may run more than once.
-    pub fn update(&self, guard: &ReadGuard<'_, F>, mut f: impl FnMut(&T) -> T) {
-        if guard.domain_key() as usize != self.key {
-            wrong_domain();
-        }
-        loop {
-            let cur = self.ptr.load(Ordering::Acquire);
-            // SAFETY: as in `load`: `cur` stays valid while `guard` is held.
-            let new = Box::into_raw(Box::new(f(unsafe { &*cur })));
-            if rcu_cmpxchg_pointer(&self.ptr, cur, new) == cur {
-                // SAFETY: we unpublished `cur` (a `Box` per the invariant); it is dropped
-                // after a grace period.
-                self.domain.defer_drop(unsafe { Box::from_raw(cur) });
-                return;
-            }
-            // SAFETY: `new` was never published; we still own it.
-            drop(unsafe { Box::from_raw(new) });
-        }
     }
 
     /// The domain reclaiming this cell's old values.
@@ -225,7 +301,8 @@ impl<T: Send + Sync + fmt::Debug + 'static, F: Flavor> fmt::Debug for RcuBox<T, 
     }
 }
 
-/// An RCU-protected optional value: like [`RcuBox`], but may be empty.
+/// An RCU-protected optional value: like [`RcuBox`], but may be empty (arc-swap's
+/// `ArcSwapOption`). The same names as [`RcuBox`]'s, over `Option<T>`.
 ///
 /// Invariant: `ptr` is null or a `Box`-allocated `T` owned by this cell; unpublished
 /// values are freed only after a grace period of `domain`.
@@ -237,18 +314,19 @@ impl<T: Send + Sync + fmt::Debug + 'static, F: Flavor> fmt::Debug for RcuBox<T, 
 /// assert!(slot.load(&rcu_read_lock()).is_none());
 /// slot.store(Some(5));
 /// assert_eq!(slot.load(&rcu_read_lock()), Some(&5));
-/// slot.take(); // retired after a grace period
+/// drop(slot.take()); // retired: freed after a grace period
 /// assert!(slot.load(&rcu_read_lock()).is_none());
 /// ```
 pub struct RcuOption<T: Send + Sync + 'static, F: Flavor = Memb> {
-    ptr: AtomicPtr<T>,
+    pub(crate) ptr: AtomicPtr<T>,
     /// `domain.key()`, cached next to `ptr` for the check in `load`.
-    key: usize,
-    domain: Domain<F>,
+    pub(crate) key: usize,
+    pub(crate) domain: Domain<F>,
 }
 
-fn into_raw<T>(v: Option<T>) -> *mut T {
-    v.map_or(ptr::null_mut(), |v| Box::into_raw(Box::new(v)))
+/// A fresh allocation for `value` (null for `None`), not yet published.
+pub(crate) fn into_raw<T>(value: Option<T>) -> *mut T {
+    value.map_or(ptr::null_mut(), |v| Box::into_raw(Box::new(v)))
 }
 
 #[cfg(not(loom))]
@@ -256,6 +334,34 @@ impl<T: Send + Sync + 'static> RcuOption<T, Memb> {
     /// A cell in the default (memb) domain.
     pub fn new(value: Option<T>) -> Self {
         Self::new_in(value, crate::default::default_domain())
+    }
+}
+
+/// A cell in the default (memb) domain.
+///
+/// ```
+/// use rcu_core::RcuOption;
+/// let slot: RcuOption<u8> = 7.into();
+/// assert_eq!(*slot.snapshot().unwrap(), 7);
+/// ```
+#[cfg(not(loom))]
+impl<T: Send + Sync + 'static> From<T> for RcuOption<T, Memb> {
+    fn from(value: T) -> Self {
+        Self::new(Some(value))
+    }
+}
+
+/// An empty cell in the default (memb) domain.
+///
+/// ```
+/// use rcu_core::RcuOption;
+/// let slot: RcuOption<String> = Default::default();
+/// assert!(slot.snapshot().is_none());
+/// ```
+#[cfg(not(loom))]
+impl<T: Send + Sync + 'static> Default for RcuOption<T, Memb> {
+    fn default() -> Self {
+        Self::new(None)
     }
 }
 
@@ -276,25 +382,27 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuOption<T, F> {
     /// If `guard` belongs to another domain.
     #[inline(always)]
     pub fn load<'g>(&'g self, guard: &'g ReadGuard<'_, F>) -> Option<&'g T> {
-        if guard.domain_key() as usize != self.key {
-            wrong_domain();
-        }
+        check_guard(self.key, guard);
         // SAFETY: null or a `Box` freed only after a grace period of our domain, held off
         // by `guard` (same domain, checked above); no `&mut T` while shared.
         unsafe { rcu_dereference(&self.ptr, guard) }
     }
 
-    /// Publish `value`; the old value (if any) is dropped after a grace period.
+    /// Publish `value`; the old value (if any) is dropped after a grace period. Never
+    /// blocks.
     pub fn store(&self, value: Option<T>) {
-        self.retire(rcu_xchg_pointer(&self.ptr, into_raw(value)));
-    }
-
-    /// Empty the cell; the old value (if any) is dropped after a grace period.
-    pub fn take(&self) {
-        self.store(None);
+        let old = rcu_xchg_pointer(&self.ptr, into_raw(value));
+        if let Some(old) = NonNull::new(old) {
+            // SAFETY: an unpublished `Box` of ours, freed after a grace period.
+            unsafe { defer_free(&self.domain, old, no_reset) };
+        }
     }
 
     /// Publish `value`, wait for a grace period, and return the old value.
+    ///
+    /// # Blocking
+    ///
+    /// As [`Domain::synchronize`], when the cell held a value.
     ///
     /// # Panics
     ///
@@ -324,16 +432,25 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuOption<T, F> {
         }
     }
 
-    fn retire(&self, old: *mut T) {
-        if !old.is_null() {
-            // SAFETY: `old` is an unpublished `Box` of ours; dropped after a grace period.
-            self.domain.defer_drop(unsafe { Box::from_raw(old) });
-        }
-    }
-
     /// The domain reclaiming this cell's old values.
     pub fn domain(&self) -> &Domain<F> {
         &self.domain
+    }
+
+    /// Mutable access: `&mut self` proves no reader holds a reference.
+    pub fn get_mut(&mut self) -> Option<&mut T> {
+        // SAFETY: null or our `Box` (invariant); `&mut self` excludes every borrow,
+        // including references loaded under guards (they borrow `self`).
+        unsafe { self.ptr.load(Ordering::Relaxed).as_mut() }
+    }
+
+    /// Take the value out.
+    pub fn into_inner(self) -> Option<T> {
+        // Relaxed: `self` by value, no other thread can reach the cell.
+        let p = self.ptr.swap(ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: null or our `Box`, now out of the cell (whose `Drop` finds null); no
+        // reader reference exists (`self` by value).
+        (!p.is_null()).then(|| *unsafe { Box::from_raw(p) })
     }
 }
 

@@ -18,17 +18,9 @@ use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::Duration;
 
 use rcu_core::{qsbr, Domain, Memb, Qsbr, RcuBox, RcuOption};
-use support::{isolated, within, Canary};
+use support::{isolated, message, within, Canary};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-/// The message of a caught panic.
-fn message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
-}
 
 // ----- 1. Reading while offline (QSBR) -----
 

@@ -26,17 +26,9 @@ use std::sync::{mpsc, Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use rcu_core::{qsbr, Domain, Mb, Memb, RcuBox, RcuOption};
-use support::{isolated, within, Canary};
+use support::{isolated, message, within, Canary};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-/// The message of a caught panic.
-fn message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
-}
 
 /// fork(); the child runs `child` and leaves with `_exit(its return value)` (101 if it
 /// panicked). The parent waits at most `limit` for it: `Some(exit status)` (128 + signal if

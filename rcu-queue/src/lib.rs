@@ -295,6 +295,8 @@
 //! comment in the source.
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(not(loom))]
+mod auto_traits;
 mod cursor;
 mod link;
 mod list;
@@ -311,8 +313,8 @@ mod writer;
 pub use cursor::{Cursor, ExtractIf};
 pub use link::{DoublyLinked, Iter, LinkKind, Linked, SinglyLinked, WithTail};
 pub use list::{QList, QListCursor, QListLink, QListWriter};
+pub use rcu_core::Retired;
 pub use rcu_list::{RcuIndex, RcuList};
-pub use retired::Retired;
 pub use role::{Index, Owner, Role};
 pub use simpleq::{QSimpleQ, QSimpleQCursor, QSimpleQLink, QSimpleQWriter};
 pub use slist::{QSList, QSListCursor, QSListLink, QSListWriter};
@@ -323,3 +325,8 @@ pub mod raw;
 
 #[cfg(all(test, not(loom)))]
 mod test_support;
+
+/// The crate README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -6,9 +6,8 @@ use core::any::TypeId;
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 
-use rcu_core::{Domain, Flavor};
+use rcu_core::{Domain, Flavor, Retired};
 
-use crate::retired::Retired;
 use crate::sync::{AtomicUsize, Mutex};
 
 /// What a list does with its elements: a parameter of [`RcuList`](crate::RcuList),
@@ -35,8 +34,9 @@ pub trait Role: sealed::Sealed + 'static {
     ///
     /// # Safety
     ///
-    /// As for [`Retired::new`] (owning lists): `p` came from [`Role::into_ptr`] of a box,
-    /// is unlinked from every list, and only readers of `domain` may still use it.
+    /// As for [`Retired::from_raw_with_reset`] (owning lists): `p` came from
+    /// [`Role::into_ptr`] of a box, is unlinked from every list, and only readers of
+    /// `domain` may still use it; `reset` may run on it once it is private.
     unsafe fn removed<T: Send + Sync + 'static, F: Flavor>(
         p: NonNull<T>,
         domain: &Domain<F>,
@@ -85,8 +85,9 @@ impl Role for Owner {
         reset: unsafe fn(NonNull<T>),
         _: Token,
     ) -> Retired<T, F> {
-        // SAFETY: the caller's contract is `Retired::new`'s.
-        unsafe { Retired::new(p, domain.clone(), reset) }
+        // SAFETY: the caller's contract is `Retired::from_raw_with_reset`'s (the list's
+        // `reset` may run once the element is private, and leaves a valid `T`).
+        unsafe { Retired::from_raw_with_reset(p, domain.clone(), reset) }
     }
 }
 

@@ -80,12 +80,23 @@ pub(crate) struct Teardown<F: Flavor> {
 }
 
 /// Per-thread registration with one default domain.
+///
+/// `domain` is a raw pointer to a `static` (written `&DEFAULT` at the definition, a
+/// coercion) rather than a reference: the `Owner` thread-locals' `const` initialisers
+/// refer to their `Slot`, and before Rust 1.90 a constant could not reach memory with
+/// interior mutability (the domain's `AtomicPtr`) through references. Raw pointers are not
+/// followed, so the crate builds on its stated MSRV (1.83).
 pub(crate) struct Slot<F: Flavor> {
     pub(crate) rec: &'static LocalKey<Cell<*const Record>>,
     pub(crate) owner: &'static LocalKey<Owner<F>>,
-    pub(crate) domain: &'static DefaultDomain<F>,
+    pub(crate) domain: *const DefaultDomain<F>,
     pub(crate) teardown: Teardown<F>,
 }
+
+// SAFETY: `domain` points to a `static DefaultDomain` (never freed, and `Sync`: an
+// `AtomicPtr` to a `Domain`, which is `Sync`); every other field is a shared reference to a
+// `Sync` value or a function pointer. So sharing a `Slot` shares only `Sync` data.
+unsafe impl<F: Flavor> Sync for Slot<F> {}
 
 /// Owns the thread's `Reader`; unregisters it at thread exit unless a critical section is
 /// still open (a leaked guard, or one held by a thread-local destroyed later).
@@ -144,7 +155,8 @@ impl<F: Flavor> Slot<F> {
     #[cold]
     #[inline(never)]
     pub(crate) fn register_slow(&self) -> *const Record {
-        let reader = self.domain.get().register();
+        // SAFETY: `domain` points to a `static` (see `Slot`), valid for the whole program.
+        let reader = unsafe { &*self.domain }.get().register();
         let p: *const Record = reader.rec();
         self.rec.with(|r| r.set(p));
         let mut reader = Some(reader);

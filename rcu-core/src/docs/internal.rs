@@ -111,3 +111,26 @@
 //! the entry and does not park, or the producer sees `sleeping` and unparks it. Without
 //! membarrier the producer's half is only a compiler fence (a real one would cost every
 //! `call`), the wake-up can be lost, and the worker's park is bounded by 10 ms instead.
+//!
+//! ## Per-domain readers (`Domain::read_lock`)
+//!
+//! A memb or mb section through `Domain::read_lock` is the same `lock`/`unlock` on the
+//! thread's record as a `Reader`'s: pairings 1-3 unchanged. A QSBR entry is offline (0)
+//! outside its sections: the outermost `read_lock` goes online (`g := gp (Acquire); r.ctr :=
+//! g; full barrier`, pairing 1, exactly as `thread_online`) and the outermost unlock goes
+//! offline (`r.ctr := 0` with a full barrier, then `waiting`, pairings 2 and 3, as
+//! `thread_offline`). The thread-local bookkeeping (the entry list, the cache of the last
+//! domain, the nesting count) is owned by the thread and needs no ordering. Registration and
+//! unregistration go through the registry as for a `Reader`; the entry holds only a weak
+//! reference to the domain, so unregistering at thread exit happens only while the domain
+//! is alive (a successful upgrade keeps it alive for the call).
+//!
+//! ## Retiring without a `Box`
+//!
+//! An unpublished value stays a raw pointer until its grace period has ended:
+//! `RcuBox::store`, `RcuOption::store`, `update` and a dropped `Retired` queue the pointer,
+//! and the callback makes the `Box` (and drops it) after the grace period. A `Box` is a
+//! unique pointer: making one while readers on other threads may still hold `&T` to the value
+//! is undefined behaviour under Rust's aliasing rules, even if the `Box` is only moved into
+//! the callback (Miri flags it). No ordering changes: the release/acquire argument of
+//! pairing 2 is what makes the free safe, as before.

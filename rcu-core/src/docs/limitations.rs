@@ -9,12 +9,13 @@
 //! | call | memb / mb | qsbr |
 //! |---|---|---|
 //! | `read_lock`, guard drop, `rcu_read_lock`, `rcu_dereference`, `RcuBox::load` | never: a few instructions | never: a load and a never-taken branch (a panic if the thread is offline) |
+//! | `Domain::read_lock`, `RcuBox::snapshot`, `load_full`, dropping them | never (a thread's first call on a domain takes a short lock to register) | never (same; each outermost section comes online and goes offline) |
 //! | `Reader::quiescent_state`, `offline`, `thread_offline`, `thread_online`, `qsbr::rcu_quiescent_state` | (not available) | never |
-//! | `call`, `defer_drop`, `call_rcu`, `RcuBox::replace`, `RcuOption::store`/`take`, `RcuBox::update`, rcu-queue's `Retired::defer` | never (wait-free fast path; a thread's first call on a domain takes a short lock; the domain's first call spawns the worker; under a flood of callbacks the producer yields its CPU once per 256 calls) | same |
+//! | `call`, `defer_drop`, `call_rcu`, `store`, `swap`, `take`, `compare_exchange`, `rcu`, `update` (`RcuBox`, `RcuOption`), dropping a `Retired`, `Retired::defer`/`call` | never (wait-free fast path; a thread's first call on a domain takes a short lock; the domain's first call spawns the worker; under a flood of callbacks the producer yields its CPU once per 256 calls) | same |
 //! | `start_poll`, `get_state`, `poll` | never (`start_poll` may spawn the worker) | same |
-//! | `synchronize`, `synchronize_rcu`, `RcuBox::replace_sync`, `RcuOption::swap_sync`, `cond_synchronize` | until every reader inside a critical section that began before the call has left it | until every online reader has announced a quiescent state or gone offline (an online caller goes offline for the wait) |
+//! | `synchronize`, `synchronize_rcu`, `swap_sync` (`RcuBox`, `RcuOption`), `Retired::synchronize`, `cond_synchronize` | until every reader inside a critical section that began before the call has left it | until every online reader has announced a quiescent state or gone offline (an online caller goes offline for the wait) |
 //! | `barrier`, `rcu_barrier` | until the callbacks queued before the call have run: at most two worker rounds | same |
-//! | `register`, `rcu_register_thread`, dropping a `Reader`, `rcu_unregister_thread` | a short lock of the domain's registry (never held across a wait) | same |
+//! | `register`, `register_offline`, `rcu_register_thread`, dropping a `Reader`, `rcu_unregister_thread` | a short lock of the domain's registry (never held across a wait) | same |
 //! | a domain built with [`DomainBuilder::blocking_backlog_limit`](crate::DomainBuilder::blocking_backlog_limit) | `call` and everything built on it may wait for the worker: opt-in, and it can deadlock (see there) | same |
 //!
 //! `synchronize`, `barrier` and their kin panic instead of deadlocking when called inside a
@@ -58,7 +59,16 @@
 //! - **A `Reader`** (any flavor) unregisters when dropped; its guards borrow it, so none can
 //!   outlive it. A leaked `Reader` stays registered (for memb/mb it is idle outside its
 //!   critical sections; for qsbr it stays online and stalls grace periods: take it offline
-//!   first).
+//!   first). A forgotten [`OnlineGuard`](crate::OnlineGuard) leaves its reader online.
+//! - **`Domain::read_lock`** (any flavor, any domain) registers the thread on first use and
+//!   unregisters it at thread exit, or drops the registration when the domain ends (it does
+//!   not keep the domain alive). A critical section still open at thread exit (a leaked
+//!   guard or [`Snapshot`](crate::Snapshot), or one held by a thread-local destroyed later)
+//!   keeps the registration until it ends, so grace periods wait for it and report the
+//!   stall; a leaked one stalls the domain for good, never frees what it protects. In a
+//!   late thread-local destructor each outermost section registers for its own duration.
+//!   A QSBR registration made this way is online only inside its critical sections, so it
+//!   never stalls a grace period by itself.
 //!
 //! ## Callbacks
 //!

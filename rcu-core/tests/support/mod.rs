@@ -75,6 +75,14 @@ pub fn within<T: Send + 'static>(
     rx.recv_timeout(limit).ok()
 }
 
+/// The message of a caught panic.
+pub fn message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
 /// An RCU-protected value that records its own destruction, so that a reader still holding
 /// a reference can tell that a grace period was too short (without relying on ASan, which
 /// also catches the access itself).
