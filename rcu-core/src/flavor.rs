@@ -315,6 +315,31 @@ pub(crate) fn qsbr_online(rec: &Record) {
     store_full_barrier(&rec.ctr, g);
 }
 
+/// QSBR: `rec` (if given and online) offline until this value is dropped, then online
+/// again, on unwinding too: a wait that panics (it would deadlock) leaves the reader as it
+/// found it.
+pub(crate) struct OfflineWhile<'r>(Option<&'r Record>);
+
+impl<'r> OfflineWhile<'r> {
+    /// Take `rec` offline if it is online (the owning thread only).
+    pub(crate) fn new(rec: Option<&'r Record>) -> Self {
+        // Relaxed: our own record, written only by this thread.
+        let online = rec.filter(|r| r.ctr.load(Ordering::Relaxed) != 0);
+        if let Some(r) = online {
+            qsbr_offline(r);
+        }
+        OfflineWhile(online)
+    }
+}
+
+impl Drop for OfflineWhile<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.0 {
+            qsbr_online(r);
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use crate::record::{Record, FALLBACK_BIT, NEST_MASK};

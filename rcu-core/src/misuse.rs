@@ -40,9 +40,17 @@ pub(crate) fn registered(domain: u64, rec: *const Record) {
     let _ = OWNED.try_with(|o| o.borrow_mut().push((domain, rec)));
 }
 
-/// This thread's record `rec` is about to be freed.
-pub(crate) fn unregistered(rec: *const Record) {
-    let _ = OWNED.try_with(|o| o.borrow_mut().retain(|&(_, p)| p != rec));
+/// This thread's record `rec` of domain `domain` is about to be freed, or its domain has
+/// ended (freeing it). Matched by domain as well: the address of a record of an ended
+/// domain may already belong to a record of another.
+pub(crate) fn unregistered(domain: u64, rec: *const Record) {
+    let _ = OWNED.try_with(|o| o.borrow_mut().retain(|&(id, p)| (id, p) != (domain, rec)));
+}
+
+/// How many records this thread has registered and not yet unregistered.
+#[cfg(all(test, not(loom)))]
+pub(crate) fn owned() -> usize {
+    OWNED.with(|o| o.borrow().len())
 }
 
 /// Whether this thread is running a callback of `domain`.

@@ -75,16 +75,40 @@ impl Reader<Qsbr> {
     /// online.quiescent_state();
     /// drop(online);
     /// ```
+    ///
+    /// Guards nest: a reader that was already online (an outer `online()`, or
+    /// [`Domain::register`]) stays online when the guard is dropped.
+    ///
+    /// ```
+    /// use rcu_core::{Domain, Qsbr};
+    /// let domain: Domain<Qsbr> = Domain::new();
+    /// let mut reader = domain.register_offline();
+    /// let mut outer = reader.online();
+    /// drop(outer.online());
+    /// assert!(outer.is_online()); // the inner guard restored the outer state
+    /// drop(outer.read_lock());
+    /// drop(outer);
+    /// assert!(!reader.is_online());
+    /// ```
     pub fn online(&mut self) -> OnlineGuard<'_> {
-        flavor::qsbr_online(self.rec());
-        OnlineGuard { reader: self }
+        let was_online = self.is_online();
+        if !was_online {
+            flavor::qsbr_online(self.rec());
+        }
+        OnlineGuard {
+            reader: self,
+            was_online,
+        }
     }
 }
 
-/// A QSBR reader brought online by [`Reader::online`]; offline again when dropped. Derefs
-/// to the [`Reader`] (`read_lock`, `quiescent_state`, `synchronize`, ...).
+/// A QSBR reader brought online by [`Reader::online`]; back to its earlier state (offline,
+/// unless it was online already) when dropped. Derefs to the [`Reader`] (`read_lock`,
+/// `quiescent_state`, `synchronize`, ...).
 pub struct OnlineGuard<'r> {
     reader: &'r mut Reader<Qsbr>,
+    /// The reader was online before: leave it so.
+    was_online: bool,
 }
 
 impl Deref for OnlineGuard<'_> {
@@ -104,7 +128,9 @@ impl DerefMut for OnlineGuard<'_> {
 impl Drop for OnlineGuard<'_> {
     fn drop(&mut self) {
         // No read guard is alive: they borrow this guard.
-        flavor::qsbr_offline(self.reader.rec());
+        if !self.was_online {
+            flavor::qsbr_offline(self.reader.rec());
+        }
     }
 }
 

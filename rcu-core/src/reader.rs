@@ -126,10 +126,27 @@ impl Reader<Qsbr> {
     }
 
     /// Go offline (`rcu_thread_offline`) until the returned guard is dropped: grace periods
-    /// stop waiting for this thread, so it may block for a long time.
+    /// stop waiting for this thread, so it may block for a long time. The guard restores
+    /// the earlier state: a reader that was offline already (registered with
+    /// [`Domain::register_offline`], say) stays offline, so it never idles online.
+    ///
+    /// ```
+    /// use rcu_core::{Domain, Qsbr};
+    /// let domain: Domain<Qsbr> = Domain::new();
+    /// let mut reader = domain.register_offline();
+    /// drop(reader.offline()); // around a wait, in code that may run online or not
+    /// assert!(!reader.is_online());
+    /// domain.synchronize(); // not held up by the idle reader
+    /// ```
     pub fn offline(&mut self) -> OfflineGuard<'_> {
-        flavor::qsbr_offline(self.rec());
-        OfflineGuard { reader: self }
+        let was_online = self.is_online();
+        if was_online {
+            flavor::qsbr_offline(self.rec());
+        }
+        OfflineGuard {
+            reader: self,
+            was_online,
+        }
     }
 
     /// Go offline without a guard (`rcu_thread_offline`); see [`Reader::thread_online`].
@@ -149,15 +166,13 @@ impl Reader<Qsbr> {
 
     /// Wait for a grace period from an online QSBR thread: goes offline for the wait (as
     /// liburcu's `synchronize_rcu` does for QSBR), then comes back online.
+    ///
+    /// # Panics
+    ///
+    /// As [`Domain::synchronize`]; the reader is then online again if it was.
     pub fn synchronize(&mut self) {
-        let was_online = self.is_online();
-        if was_online {
-            flavor::qsbr_offline(self.rec());
-        }
+        let _offline = flavor::OfflineWhile::new(Some(self.rec()));
         self.domain.synchronize();
-        if was_online {
-            flavor::qsbr_online(self.rec());
-        }
     }
 }
 
@@ -185,14 +200,19 @@ impl<F: Flavor> fmt::Debug for Reader<F> {
     }
 }
 
-/// A QSBR reader taken offline by [`Reader::offline`]; back online when dropped.
+/// A QSBR reader taken offline by [`Reader::offline`]; back online when dropped, if it was
+/// online before.
 pub struct OfflineGuard<'r> {
     reader: &'r mut Reader<Qsbr>,
+    /// The reader was online before: come back online on drop.
+    was_online: bool,
 }
 
 impl Drop for OfflineGuard<'_> {
     fn drop(&mut self) {
-        flavor::qsbr_online(self.reader.rec());
+        if self.was_online {
+            flavor::qsbr_online(self.reader.rec());
+        }
     }
 }
 

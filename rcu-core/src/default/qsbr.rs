@@ -40,7 +40,6 @@ use crate::flavor::{self, Qsbr};
 use crate::guard::ReadGuard;
 use crate::qsbr_thread::{sections, NESTING, REC, TEARDOWN};
 use crate::reader::Reader;
-use crate::sync::Ordering;
 
 static DEFAULT_QSBR: DefaultDomain<Qsbr> = DefaultDomain::new();
 
@@ -220,18 +219,11 @@ pub fn rcu_thread_online() {
     flavor::qsbr_online(SLOT.record());
 }
 
+/// Run `f` (a wait) with this thread offline if it was online; online again afterwards,
+/// also when `f` panics (a wait refused because it would deadlock).
 fn offline_around<R>(f: impl FnOnce() -> R) -> R {
-    let rec = SLOT.registered();
-    // Relaxed: our own record, written only by this thread.
-    let online = rec.is_some_and(|r| r.ctr.load(Ordering::Relaxed) != 0);
-    if let (true, Some(rec)) = (online, rec) {
-        flavor::qsbr_offline(rec);
-    }
-    let r = f();
-    if let (true, Some(rec)) = (online, rec) {
-        flavor::qsbr_online(rec);
-    }
-    r
+    let _offline = flavor::OfflineWhile::new(SLOT.registered());
+    f()
 }
 
 /// Wait for a grace period (`synchronize_rcu`); an online caller goes offline for the

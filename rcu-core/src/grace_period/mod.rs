@@ -147,7 +147,7 @@ impl<F: Flavor> GracePeriods<F> {
         // barrier and wake pair with the synchronizer exactly as a read unlock does.
         crate::flavor::store_full_barrier(&r.ctr, 0);
         r.wake_if_waiting();
-        crate::misuse::unregistered(rec.as_ptr());
+        crate::misuse::unregistered(self.id, rec.as_ptr());
         self.registry.release(rec);
     }
 
