@@ -150,7 +150,9 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
     ///
     /// No ABA: `current` is borrowed from a critical section (`guard`'s, typically), and a
     /// value a critical section can see is not freed, so its address is not reused, before
-    /// the section ends.
+    /// the section ends. The exception is a zero-sized `T`: every value of it has the same
+    /// address, so any `current` matches (still sound: the value replaced is the one
+    /// handed back, retired).
     ///
     /// ```
     /// use rcu_core::{rcu_read_lock, RcuBox};
@@ -199,7 +201,9 @@ impl<T: Send + Sync + 'static, F: Flavor> RcuBox<T, F> {
     /// replaced, retired (arc-swap's `rcu`). `f` may run more than once, and must not
     /// write this cell itself (each of its writes would make the loop retry, for ever).
     /// Takes a critical section of the cell's domain for the duration
-    /// ([`Domain::read_lock`]); never blocks.
+    /// ([`Domain::read_lock`]); never waits for a grace period or another writer. A
+    /// thread's first use of a domain registers it, which takes the domain's registry lock
+    /// briefly (as [`Domain::read_lock`] says).
     ///
     /// ```
     /// use rcu_core::{rcu_barrier, RcuBox};
