@@ -97,7 +97,19 @@ fn qsbr_synchronize_waits_for_online_readers_only() {
         !done.load(Ordering::Acquire),
         "grace period ended before a quiescent state"
     );
-    r.quiescent_state();
+    // A QSBR reader announces quiescent states again and again, as a real one does: one
+    // announcement may read the grace-period counter before the new value reaches it (no
+    // fence orders that load, in liburcu either), and Miri's weak-memory emulation does
+    // return such stale values for as long as nothing else orders them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done.load(Ordering::Acquire) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the grace period did not end after quiescent states"
+        );
+        r.quiescent_state();
+        std::thread::yield_now();
+    }
     t.join().unwrap();
     // Offline readers are not waited for.
     let off = r.offline();
