@@ -156,27 +156,32 @@ unsafe fn read_value<F: Flavor>(cell: &Cell, guard: &ReadGuard<'_, F>) -> u64 {
     }
 }
 
-/// One batch of [`BATCH`] reads through `reader`: `(sum of the values, reads that saw
-/// [`POISON`])`. A function of its own that takes the reader by shared reference, as code
-/// that holds a `Reader` would: the record and the domain key then stay in registers for the
-/// whole batch. (Inside a closure that also captures the reader mutably, for the quiescent
-/// state after the batch, the reader lives in memory, and every read reloads it after the
+/// One batch of [`BATCH`] reads through `reader`. `COUNT_POISON`: the number of reads that
+/// saw [`POISON`] (the busy readers' work, as C's `busy_reader`); otherwise the sum of the
+/// values (the timed read rows' work, as C's `read_loop`, which compares nothing). A
+/// function of its own that takes the reader by shared reference, as code that holds a
+/// `Reader` would: the record and the domain key then stay in registers for the whole
+/// batch. (Inside a closure that also captures the reader mutably, for the quiescent state
+/// after the batch, the reader lives in memory, and every read reloads it after the
 /// `Acquire` load of the previous one: work the C twin's thread-local does not do.)
 ///
 /// # Safety
 ///
 /// As [`read_value`], for guards of `reader`.
 #[inline(never)]
-unsafe fn read_batch<F: Flavor>(reader: &Reader<F>, cell: &Cell) -> (u64, u64) {
-    let (mut sum, mut poisoned) = (0u64, 0u64);
+unsafe fn read_batch<F: Flavor, const COUNT_POISON: bool>(reader: &Reader<F>, cell: &Cell) -> u64 {
+    let mut acc = 0u64;
     for _ in 0..BATCH {
         let guard = reader.read_lock();
         // SAFETY: the caller's contract.
         let v = unsafe { read_value(cell, &guard) };
-        sum = sum.wrapping_add(v);
-        poisoned += u64::from(v == POISON);
+        acc = if COUNT_POISON {
+            acc + u64::from(v == POISON)
+        } else {
+            acc.wrapping_add(v)
+        };
     }
-    (sum, poisoned)
+    acc
 }
 
 /// Free a payload (no-op for null).
@@ -230,7 +235,7 @@ impl<F: OurFlavor> Twin for Ours<F> {
         let mut c = for_budget(budget_ns, BATCH, || {
             // SAFETY: the caller's contract; `reader` is of this twin's domain, the one its
             // updater synchronizes on.
-            let (s, _) = unsafe { read_batch(&reader, cell) };
+            let s = unsafe { read_batch::<F, false>(&reader, cell) };
             sum = sum.wrapping_add(s);
             F::after_batch(&mut reader);
         });
@@ -249,7 +254,7 @@ impl<F: OurFlavor> Twin for Ours<F> {
         ctl.arrive_and_wait_go();
         let mut c = until_stop(ctl, BATCH, || {
             // SAFETY: as in `read_loop`.
-            poisoned += unsafe { read_batch(&reader, cell) }.1;
+            poisoned += unsafe { read_batch::<F, true>(&reader, cell) };
             F::after_batch(&mut reader);
         });
         c.poisoned = poisoned;
