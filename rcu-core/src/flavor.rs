@@ -26,6 +26,13 @@ pub(crate) mod sealed {
         /// `read_lock` (any nesting level); `gp` is the domain's grace-period counter, the
         /// one `rec.gp()` points to (callers pass a copy they hold in a register).
         fn lock(rec: &Record, gp: &AtomicU64);
+        /// [`lock`](Self::lock) for a reader its caller knows to be online: a
+        /// [`Reader`](crate::Reader) whose key is set (qsbr: `Reader::read_lock` checks its
+        /// key, so the record's state need not be loaded again).
+        #[inline(always)]
+        fn lock_online(rec: &Record, gp: &AtomicU64) {
+            Self::lock(rec, gp);
+        }
         /// Leaving a critical section (any nesting level).
         fn unlock(rec: &Record);
         /// Whether the owning thread is inside a critical section of `rec` (qsbr: only
@@ -240,7 +247,7 @@ impl Flavor for Qsbr {
 /// A QSBR `read_lock` on an offline reader: refuse it.
 #[cold]
 #[inline(never)]
-fn read_lock_while_offline() -> ! {
+pub(crate) fn read_lock_while_offline() -> ! {
     panic!(
         "rcu: read_lock() on an offline QSBR reader: grace periods ignore offline threads, so \
          the guard would protect nothing; come back online first (Reader::thread_online, \
@@ -253,14 +260,20 @@ impl sealed::Protocol for Qsbr {
     const USES_MEMBARRIER: bool = false;
 
     #[inline(always)]
-    fn lock(rec: &Record, _gp: &AtomicU64) {
+    fn lock(rec: &Record, gp: &AtomicU64) {
         // An offline reader is ignored by grace periods: it must not get a guard. Relaxed:
         // only this thread writes its own `ctr`, so this reads our own last store. One load
         // of a line this thread owns and a never-taken branch: the whole read side.
         if rec.ctr.load(Ordering::Relaxed) == 0 {
             read_lock_while_offline();
         }
-        // Debug builds count nesting for assertions.
+        Self::lock_online(rec, gp);
+    }
+
+    #[inline(always)]
+    fn lock_online(rec: &Record, _gp: &AtomicU64) {
+        // Nothing to do: the thread is online, so grace periods wait for its next
+        // quiescent state. Debug builds count nesting for assertions.
         if cfg!(debug_assertions) {
             rec.nesting.set(rec.nesting.get() + 1);
         }

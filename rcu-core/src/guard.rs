@@ -83,22 +83,33 @@ impl<'r, F: Flavor> ReadGuard<'r, F> {
     #[inline(always)]
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) unsafe fn enter(rec: &'r Record) -> Self {
-        // SAFETY: the caller's contract; `rec.gp` is the record's own key.
-        unsafe { Self::enter_keyed(rec, rec.gp_ptr()) }
+        // Contract 2: `rec.gp()` points into the live domain core; `lock` checks (qsbr) that
+        // the record is online.
+        F::lock(rec, rec.gp());
+        ReadGuard {
+            rec,
+            key: rec.gp_ptr(),
+            _flavor: PhantomData,
+        }
     }
 
-    /// [`enter`](Self::enter) with the record's key supplied by the caller.
+    /// [`enter`](Self::enter) for a reader known to be online, with the record's key
+    /// supplied by the caller (a [`Reader`](crate::Reader)'s, held in a register).
     ///
     /// # Safety
     ///
     /// 1. and 2. as for [`enter`](Self::enter).
     /// 3. `key == rec.gp`.
+    /// 4. (qsbr) `rec` is online, and stays so while the guard lives.
     #[inline(always)]
-    pub(crate) unsafe fn enter_keyed(rec: &'r Record, key: *const AtomicU64) -> Self {
+    pub(crate) unsafe fn enter_online(rec: &'r Record, key: *const AtomicU64) -> Self {
         debug_assert_eq!(key, rec.gp_ptr());
+        // Relaxed: our own record (contract 1).
+        debug_assert!(!F::STARTS_ONLINE || rec.ctr.load(crate::sync::Ordering::Relaxed) != 0);
         // SAFETY: `key` is `rec.gp` (contract 3), which points into the live domain core
-        // (contract 2 and the record's type invariant).
-        F::lock(rec, unsafe { &*key });
+        // (contract 2 and the record's type invariant). Contract 4 is what lets qsbr's
+        // `lock_online` skip the online check.
+        F::lock_online(rec, unsafe { &*key });
         ReadGuard {
             rec,
             key,

@@ -12,7 +12,7 @@ use core::fmt;
 use core::ops::{Deref, DerefMut};
 
 use crate::domain::Domain;
-use crate::flavor::{self, Qsbr};
+use crate::flavor::Qsbr;
 use crate::reader::Reader;
 
 impl Domain<Qsbr> {
@@ -93,7 +93,7 @@ impl Reader<Qsbr> {
     pub fn online(&mut self) -> OnlineGuard<'_> {
         let was_online = self.is_online();
         if !was_online {
-            flavor::qsbr_online(self.rec());
+            self.set_online();
         }
         OnlineGuard {
             reader: self,
@@ -129,7 +129,7 @@ impl Drop for OnlineGuard<'_> {
     fn drop(&mut self) {
         // No read guard is alive: they borrow this guard.
         if !self.was_online {
-            flavor::qsbr_offline(self.reader.rec());
+            self.reader.set_offline();
         }
     }
 }

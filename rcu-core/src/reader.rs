@@ -9,7 +9,7 @@ use crate::domain::Domain;
 use crate::flavor::{self, Flavor, Qsbr};
 use crate::guard::ReadGuard;
 use crate::record::Record;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::AtomicU64;
 
 /// A thread's registration with a [`Domain`]: the handle through which it reads.
 ///
@@ -35,7 +35,13 @@ pub struct Reader<F: Flavor> {
     rec: NonNull<Record>,
     /// `rec.gp`, the domain's key, copied here: a `Reader` has no interior mutability, so a
     /// loop of `read_lock`s keeps this in a register instead of reloading it from the
-    /// record (whose atomics forbid that) on every entry.
+    /// record (whose atomics forbid that) on every entry. Null exactly while a QSBR reader
+    /// is offline: every change of a `Reader`'s online state goes through
+    /// [`set_online`](Reader::set_online) / [`set_offline`](Reader::set_offline) (which
+    /// take `&mut self`, so no guard is alive), and `read_lock` tests this register instead
+    /// of loading the record's state. (The readers that the default domains' thread-locals
+    /// own are registration handles only: the `qsbr` free functions change their records'
+    /// state directly and enter through `ReadGuard::enter`, which loads and checks it.)
     key: *const AtomicU64,
     pub(crate) domain: Domain<F>,
     _not_send: PhantomData<*mut ()>,
@@ -69,10 +75,16 @@ impl<F: Flavor> Reader<F> {
     /// ```
     #[inline(always)]
     pub fn read_lock(&self) -> ReadGuard<'_, F> {
+        let key = self.key;
+        if key.is_null() {
+            // Only a QSBR reader's key is ever null: it is offline.
+            flavor::read_lock_while_offline();
+        }
         // SAFETY: the record is ours (this handle is `!Send`, so we are its thread) and
-        // registered with a live domain for as long as `self` is borrowed; `key` is the
-        // record's `gp`, copied at construction (neither ever changes).
-        unsafe { ReadGuard::enter_keyed(self.rec(), self.key) }
+        // registered with a live domain for as long as `self` is borrowed; `key` is not
+        // null, so it is the record's `gp` and (qsbr) the record is online, and stays so
+        // while the guard borrows `self` (only `&mut self` methods change it).
+        unsafe { ReadGuard::enter_online(self.rec(), key) }
     }
 
     /// This reader's record.
@@ -141,7 +153,7 @@ impl Reader<Qsbr> {
     pub fn offline(&mut self) -> OfflineGuard<'_> {
         let was_online = self.is_online();
         if was_online {
-            flavor::qsbr_offline(self.rec());
+            self.set_offline();
         }
         OfflineGuard {
             reader: self,
@@ -151,17 +163,29 @@ impl Reader<Qsbr> {
 
     /// Go offline without a guard (`rcu_thread_offline`); see [`Reader::thread_online`].
     pub fn thread_offline(&mut self) {
-        flavor::qsbr_offline(self.rec());
+        self.set_offline();
     }
 
     /// Come back online (`rcu_thread_online`).
     pub fn thread_online(&mut self) {
-        flavor::qsbr_online(self.rec());
+        self.set_online();
     }
 
     /// Whether this reader is online.
     pub fn is_online(&self) -> bool {
-        self.rec().ctr.load(Ordering::Relaxed) != 0
+        !self.key.is_null()
+    }
+
+    /// Go offline, and clear the key so that `read_lock` refuses to enter.
+    pub(crate) fn set_offline(&mut self) {
+        flavor::qsbr_offline(self.rec());
+        self.key = core::ptr::null();
+    }
+
+    /// Come online, and set the key again.
+    pub(crate) fn set_online(&mut self) {
+        flavor::qsbr_online(self.rec());
+        self.key = self.rec().gp_ptr();
     }
 
     /// Wait for a grace period from an online QSBR thread: goes offline for the wait (as
@@ -211,7 +235,7 @@ pub struct OfflineGuard<'r> {
 impl Drop for OfflineGuard<'_> {
     fn drop(&mut self) {
         if self.was_online {
-            flavor::qsbr_online(self.reader.rec());
+            self.reader.set_online();
         }
     }
 }

@@ -66,6 +66,54 @@ fn s1_forgotten_offline_guard_then_read_lock_panics() {
 }
 
 #[test]
+fn s1_offline_again_after_an_online_guard_then_read_lock_panics() {
+    offline_reader_cannot_read(|r| {
+        r.thread_offline();
+        drop(r.online());
+    });
+}
+
+#[test]
+fn s1_offline_guard_of_an_offline_reader_then_read_lock_panics() {
+    offline_reader_cannot_read(|r| {
+        r.thread_offline();
+        drop(r.offline());
+    });
+}
+
+#[test]
+fn s1_a_reader_brought_online_by_a_forgotten_online_guard_is_waited_for() {
+    let d: Domain<Qsbr> = Domain::new();
+    let (c, freed) = Canary::new(1);
+    let cell = Arc::new(RcuBox::new_in(c, &d));
+    let mut reader = d.register_offline();
+    std::mem::forget(reader.online());
+    assert!(reader.is_online());
+    let g = reader.read_lock();
+    let v = cell.load(&g);
+    let cell2 = cell.clone();
+    // The grace period waits for this online reader (until it goes offline below).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        drop(cell2.replace_sync(Canary::new(2).0));
+        tx.send(()).unwrap();
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "a grace period ignored an online reader"
+    );
+    assert_eq!(v.value, 1);
+    assert!(!freed.load(Ordering::SeqCst));
+    drop(g);
+    reader.thread_offline();
+    assert!(
+        rx.recv_timeout(WATCHDOG).is_ok(),
+        "the grace period did not end once the reader went offline"
+    );
+    writer.join().unwrap();
+}
+
+#[test]
 fn s1_qsbr_rcu_thread_offline_then_rcu_read_lock_panics() {
     isolated(
         "s1_qsbr_rcu_thread_offline_then_rcu_read_lock_panics",

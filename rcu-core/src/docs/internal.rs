@@ -54,8 +54,11 @@
 //! Acquire scan that reads `g == new`; Acquire on `gp` makes everything unpublished before
 //! the bump visible to the critical sections that follow. Going online stores the snapshot
 //! with a full fence (pairing 1), going offline stores 0 like an unlock (pairings 2, 3).
-//! `read_lock` loads the thread's own `ctr` (Relaxed: only this thread writes it) and
-//! refuses to enter when it is 0: an offline reader is invisible to grace periods.
+//! `read_lock` refuses to enter while the reader is offline (invisible to grace periods):
+//! a `Reader` keeps a copy of the domain key that is null exactly while it is offline (its
+//! online state changes only through `&mut self` methods, which update both), so the check
+//! is a test of a register; the free functions and `Domain::read_lock` load the thread's
+//! own `ctr` instead (Relaxed: only this thread writes it) and refuse a 0.
 //!
 //! ## Registration
 //!
