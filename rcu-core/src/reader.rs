@@ -77,7 +77,8 @@ impl<F: Flavor> Reader<F> {
     pub fn read_lock(&self) -> ReadGuard<'_, F> {
         let key = self.key;
         if key.is_null() {
-            // Only a QSBR reader's key is ever null: it is offline.
+            // Only a QSBR reader's key is ever null: it is offline. Relaxed: our own record.
+            debug_assert_eq!(self.rec().ctr.load(crate::sync::Ordering::Relaxed), 0);
             flavor::read_lock_while_offline();
         }
         // SAFETY: the record is ours (this handle is `!Send`, so we are its thread) and
@@ -132,9 +133,27 @@ impl Reader<Qsbr> {
     /// drop(guard);
     /// reader.quiescent_state();
     /// ```
+    ///
+    /// On an offline reader it does nothing: an offline reader is quiescent already, and
+    /// stays offline (liburcu's `rcu_quiescent_state` would bring the thread online; here
+    /// that takes [`thread_online`](Self::thread_online) or [`online`](Self::online)). A
+    /// pool thread can announce a quiescent state after every job, online or not, without
+    /// ever idling online.
+    ///
+    /// ```
+    /// use rcu_core::{Domain, Qsbr};
+    /// let domain: Domain<Qsbr> = Domain::new();
+    /// let mut reader = domain.register_offline();
+    /// reader.quiescent_state();
+    /// assert!(!reader.is_online());
+    /// domain.synchronize(); // not held up by the idle reader
+    /// ```
     #[inline]
     pub fn quiescent_state(&mut self) {
-        flavor::qsbr_quiescent(self.rec());
+        // A register test: the key is null exactly while the reader is offline.
+        if !self.key.is_null() {
+            flavor::qsbr_quiescent(self.rec());
+        }
     }
 
     /// Go offline (`rcu_thread_offline`) until the returned guard is dropped: grace periods
@@ -178,8 +197,10 @@ impl Reader<Qsbr> {
 
     /// Go offline, and clear the key so that `read_lock` refuses to enter.
     pub(crate) fn set_offline(&mut self) {
-        flavor::qsbr_offline(self.rec());
+        // The key first: were anything between the two writes ever to unwind, the reader
+        // would be left refusing to read (harmless), never reading while offline.
         self.key = core::ptr::null();
+        flavor::qsbr_offline(self.rec());
     }
 
     /// Come online, and set the key again.

@@ -81,6 +81,42 @@ fn s1_offline_guard_of_an_offline_reader_then_read_lock_panics() {
     });
 }
 
+/// Found by review of the key-in-register check: `quiescent_state` on an offline reader
+/// brought its record online behind the key's back, so `offline()` did nothing and a
+/// grace period waited for a reader inside `offline()`.
+#[test]
+fn s1_quiescent_state_of_an_offline_reader_leaves_it_offline() {
+    let d: Domain<Qsbr> = Domain::new();
+    let mut reader = d.register_offline();
+    reader.quiescent_state();
+    assert!(!reader.is_online());
+    let refused = catch_unwind(AssertUnwindSafe(|| drop(reader.read_lock())));
+    assert!(
+        refused.is_err(),
+        "read_lock on an offline reader handed out a guard"
+    );
+    let off = reader.offline();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let d2 = d.clone();
+    let t = std::thread::spawn(move || {
+        d2.synchronize();
+        tx.send(()).unwrap();
+    });
+    let gp_done = rx.recv_timeout(WATCHDOG).is_ok();
+    drop(off);
+    reader.thread_offline();
+    t.join().unwrap();
+    assert!(
+        gp_done,
+        "a grace period waited for a reader inside offline()"
+    );
+    // And online again, it reads and announces as before.
+    reader.thread_online();
+    drop(reader.read_lock());
+    reader.quiescent_state();
+    assert!(reader.is_online());
+}
+
 #[test]
 fn s1_a_reader_brought_online_by_a_forgotten_online_guard_is_waited_for() {
     let d: Domain<Qsbr> = Domain::new();
