@@ -227,13 +227,13 @@ impl<F: Flavor> GracePeriods<F> {
 
     /// Grace periods completed, counting those that had nothing to wait for (statistics).
     pub(crate) fn total(&self) -> u64 {
-        // Relaxed: statistics.
-        let quiet = self.quiet_begun.load(Ordering::Relaxed)
-            - self
-                .quiet_failed
-                .load(Ordering::Relaxed)
-                .min(self.quiet_begun.load(Ordering::Relaxed));
-        self.completed() + quiet
+        // Relaxed: statistics. Each counter is read once and the difference saturates: a
+        // concurrent quiet attempt may be counted as begun and not yet as failed, or (the
+        // loads being unordered) the other way round; reading `quiet_begun` twice let the
+        // subtraction overflow (a panic in debug builds, found by Miri's scheduling).
+        let failed = self.quiet_failed.load(Ordering::Relaxed);
+        let begun = self.quiet_begun.load(Ordering::Relaxed);
+        self.completed() + begun.saturating_sub(failed)
     }
 
     // ----- sharing -----
