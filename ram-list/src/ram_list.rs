@@ -9,7 +9,7 @@
 //!   value -> the caller must hold the RCU lock").
 //! * **Writers** (alloc, free, resize, set/unset idstr) hold the writer lock
 //!   ([`RamList::lock`], QEMU's BQL / ramlist mutex) and need no guard: writer-side reads
-//!   borrow the [`RamListWriter`].
+//!   borrow the [`RamListWriter`](crate::RamListWriter).
 //! * A removed block is **reclaimed through `call_rcu`**, never freed in place; its memory
 //!   is unmapped by that callback.
 //!
@@ -42,9 +42,7 @@ use crate::block::RamBlock;
 use crate::dirty::{DirtyMask, DirtyMemory};
 use crate::guest_range::GuestRange;
 use crate::index::BlockIndex;
-use crate::sync::{lock, unmodelled, Arc, AtomicPtr, AtomicU64, CachePadded, Mutex, Ordering};
-use crate::translator::Translator;
-use crate::writer::{clear_stale_hint, RamListWriter};
+use crate::sync::{unmodelled, Arc, AtomicPtr, AtomicU64, CachePadded, Mutex, Ordering};
 use crate::RamError;
 
 /// The list of RAM blocks of one guest (QEMU's `RAMList`).
@@ -131,7 +129,7 @@ impl<F: Flavor> RamList<F> {
 
     /// Bytes of host memory mapped for this list's blocks: every block's `max_length` of
     /// anonymous memory (caller memory is not counted), including removed blocks until
-    /// they are reclaimed (two grace periods after [`RamListWriter::free`]). What
+    /// they are reclaimed (two grace periods after [`RamListWriter::free`](crate::RamListWriter::free)). What
     /// [`BlockPolicy::Mirror`](crate::migration::BlockPolicy::Mirror) bounds.
     pub fn mapped_bytes(&self) -> u64 {
         // Acquire: pairs with the Release decrement of a reclaimed block.
@@ -159,12 +157,6 @@ impl<F: Flavor> RamList<F> {
         if !guard.is_of(&self.domain) {
             wrong_domain();
         }
-    }
-
-    /// Take the writer lock (QEMU's `qemu_mutex_lock_ramlist` / the BQL). Readers are
-    /// never blocked by it.
-    pub fn lock(&self) -> RamListWriter<'_, F> {
-        RamListWriter::new(self, lock(&self.writer))
     }
 
     /// Iterate over the blocks, biggest first (`RAMBLOCK_FOREACH` / `QLIST_FOREACH_RCU`).
@@ -224,12 +216,6 @@ impl<F: Flavor> RamList<F> {
     /// [`RamError::NoBlock`] (QEMU's `qemu_get_ram_block` without the abort).
     pub fn translate<'g>(&'g self, addr: u64, guard: &'g ReadGuard<'_, F>) -> Translated<'g> {
         with_offset(addr, self.lookup(addr, guard))
-    }
-
-    /// A per-thread translation cache over this list, for a thread that translates many
-    /// addresses (a vCPU): see [`Translator`].
-    pub fn translator(&self) -> Translator<'_, F> {
-        Translator::new(self)
     }
 
     /// The block whose host memory contains `host`, and the offset in it
@@ -373,78 +359,6 @@ impl<F: Flavor> RamList<F> {
         let (b, off) = self.translate(addr, guard)?;
         b.read(off, buf)
     }
-
-    /// Allocate an anonymous block of `size` bytes named `name` (alloc + `set_idstr`
-    /// under one writer lock); returns its ram address.
-    pub fn alloc_named(&self, name: &str, size: u64) -> Result<u64, RamError> {
-        self.lock().alloc_named(name, size)
-    }
-
-    /// Allocate a resizeable block named `name` (`qemu_ram_alloc_resizeable` +
-    /// `set_idstr`).
-    pub fn alloc_resizeable_named(
-        &self,
-        name: &str,
-        size: u64,
-        max_size: u64,
-    ) -> Result<u64, RamError> {
-        self.alloc_then_name(name, |w| w.alloc_resizeable(size, max_size))
-    }
-
-    /// `alloc` then `set_idstr` under one writer lock; a block that cannot take the name
-    /// is freed again.
-    fn alloc_then_name(
-        &self,
-        name: &str,
-        alloc: impl FnOnce(&mut RamListWriter<'_, F>) -> Result<u64, RamError>,
-    ) -> Result<u64, RamError> {
-        let mut w = self.lock();
-        let addr = alloc(&mut w)?;
-        w.name_new(addr, name)
-    }
-
-    /// Free the block at `addr` (`qemu_ram_free`).
-    pub fn free(&self, addr: u64) -> Result<(), RamError> {
-        self.lock().free(addr)
-    }
-
-    /// Unplug: clear the idstr and free the block at `addr` (`qemu_ram_unset_idstr` +
-    /// `qemu_ram_free` under one writer lock).
-    pub fn unplug(&self, addr: u64) -> Result<(), RamError> {
-        let mut w = self.lock();
-        w.unset_idstr(addr)?;
-        w.free(addr)
-    }
-
-    /// Unplug the block at `addr` (clear its idstr and free it) and reclaim it before
-    /// returning: the two grace periods of the reclamation (see the module docs) are
-    /// waited for here, without holding the writer lock, and the block's memory is
-    /// unmapped when this returns (QEMU's `qemu_ram_free` before it used `call_rcu`).
-    /// [`unplug`](Self::unplug) never blocks instead.
-    ///
-    /// # Blocking
-    ///
-    /// Waits for two grace periods of the list's domain.
-    ///
-    /// # Panics
-    ///
-    /// Where [`Domain::synchronize`] panics: inside a read-side critical section of the
-    /// list's domain, by an online QSBR reader of it, or from one of its callbacks.
-    pub fn unplug_sync(&self, addr: u64) -> Result<(), RamError> {
-        // SAFETY: contract 1: `name` is dropped below, after two grace periods that begin
-        // after the call.
-        let (retired, name) = unsafe { self.lock().unplug_detached(addr) }?;
-        let block = retired.synchronize();
-        clear_stale_hint(&self.mru, &block);
-        self.domain.synchronize();
-        drop((block, name));
-        Ok(())
-    }
-
-    /// Resize the block at `addr` (`qemu_ram_resize`).
-    pub fn resize(&self, addr: u64, new_size: u64) -> Result<(), RamError> {
-        self.lock().resize(addr, new_size)
-    }
 }
 
 impl<F: Flavor> fmt::Debug for RamList<F> {
@@ -465,7 +379,7 @@ impl<F: Flavor> fmt::Debug for RamList<F> {
     }
 }
 
-/// What [`RamList::translate`] and [`Translator::translate`] return: the block containing
+/// What [`RamList::translate`] and [`Translator::translate`](crate::Translator::translate) return: the block containing
 /// a ram address and the offset of the address in it, or [`RamError::NoBlock`].
 pub type Translated<'g> = Result<(&'g RamBlock, u64), RamError>;
 

@@ -106,6 +106,15 @@ pub(crate) fn sightings<'g, F: Flavor>(
     (version, walk)
 }
 
+/// The translation cache of [`RamList`].
+impl<F: Flavor> RamList<F> {
+    /// A per-thread translation cache over this list, for a thread that translates many
+    /// addresses (a vCPU): see [`Translator`].
+    pub fn translator(&self) -> Translator<'_, F> {
+        Translator::new(self)
+    }
+}
+
 /// A per-thread address-translation cache over a [`RamList`]: the last block this
 /// translator found, kept *across* read-side critical sections and validated by the
 /// list's `version`, like a vCPU's own TLB entry.

@@ -20,7 +20,7 @@ use crate::dirty::DirtyMask;
 use crate::index::{count_step, BlockIndex};
 use crate::memory::{HostMemory, PAGE_SIZE};
 use crate::ram_list::RamList;
-use crate::sync::{AtomicPtr, MutexGuard, Ordering};
+use crate::sync::{lock, AtomicPtr, MutexGuard, Ordering};
 use crate::RamError;
 
 /// Rounds `size` up to a page; `None` on overflow.
@@ -368,6 +368,88 @@ impl<'a, F: Flavor> RamListWriter<'a, F> {
         self.index.unname(&name);
         self.bump();
         Ok((self.unlink(addr)?, old))
+    }
+}
+
+/// The writer side of [`RamList`]: the writer lock and the one-call conveniences built on
+/// it.
+impl<F: Flavor> RamList<F> {
+    /// Take the writer lock (QEMU's `qemu_mutex_lock_ramlist` / the BQL). Readers are
+    /// never blocked by it.
+    pub fn lock(&self) -> RamListWriter<'_, F> {
+        RamListWriter::new(self, lock(&self.writer))
+    }
+
+    /// Allocate an anonymous block of `size` bytes named `name` (alloc + `set_idstr`
+    /// under one writer lock); returns its ram address.
+    pub fn alloc_named(&self, name: &str, size: u64) -> Result<u64, RamError> {
+        self.lock().alloc_named(name, size)
+    }
+
+    /// Allocate a resizeable block named `name` (`qemu_ram_alloc_resizeable` +
+    /// `set_idstr`).
+    pub fn alloc_resizeable_named(
+        &self,
+        name: &str,
+        size: u64,
+        max_size: u64,
+    ) -> Result<u64, RamError> {
+        self.alloc_then_name(name, |w| w.alloc_resizeable(size, max_size))
+    }
+
+    /// `alloc` then `set_idstr` under one writer lock; a block that cannot take the name
+    /// is freed again.
+    fn alloc_then_name(
+        &self,
+        name: &str,
+        alloc: impl FnOnce(&mut RamListWriter<'_, F>) -> Result<u64, RamError>,
+    ) -> Result<u64, RamError> {
+        let mut w = self.lock();
+        let addr = alloc(&mut w)?;
+        w.name_new(addr, name)
+    }
+
+    /// Free the block at `addr` (`qemu_ram_free`).
+    pub fn free(&self, addr: u64) -> Result<(), RamError> {
+        self.lock().free(addr)
+    }
+
+    /// Unplug: clear the idstr and free the block at `addr` (`qemu_ram_unset_idstr` +
+    /// `qemu_ram_free` under one writer lock).
+    pub fn unplug(&self, addr: u64) -> Result<(), RamError> {
+        let mut w = self.lock();
+        w.unset_idstr(addr)?;
+        w.free(addr)
+    }
+
+    /// Unplug the block at `addr` (clear its idstr and free it) and reclaim it before
+    /// returning: the two grace periods of the reclamation (see the module docs) are
+    /// waited for here, without holding the writer lock, and the block's memory is
+    /// unmapped when this returns (QEMU's `qemu_ram_free` before it used `call_rcu`).
+    /// [`unplug`](Self::unplug) never blocks instead.
+    ///
+    /// # Blocking
+    ///
+    /// Waits for two grace periods of the list's domain.
+    ///
+    /// # Panics
+    ///
+    /// Where [`Domain::synchronize`](rcu_core::Domain::synchronize) panics: inside a read-side critical section of the
+    /// list's domain, by an online QSBR reader of it, or from one of its callbacks.
+    pub fn unplug_sync(&self, addr: u64) -> Result<(), RamError> {
+        // SAFETY: contract 1: `name` is dropped below, after two grace periods that begin
+        // after the call.
+        let (retired, name) = unsafe { self.lock().unplug_detached(addr) }?;
+        let block = retired.synchronize();
+        clear_stale_hint(&self.mru, &block);
+        self.domain.synchronize();
+        drop((block, name));
+        Ok(())
+    }
+
+    /// Resize the block at `addr` (`qemu_ram_resize`).
+    pub fn resize(&self, addr: u64, new_size: u64) -> Result<(), RamError> {
+        self.lock().resize(addr, new_size)
     }
 }
 

@@ -14,7 +14,7 @@ use ram_list::migration::{
 use ram_list::{DirtyClient, RamList, PAGE_SIZE};
 use rcu_core::{Domain, Memb, Reader};
 
-use super::report::mib;
+use super::mib;
 use super::transport::{transport, Source};
 use super::vm::Vm;
 use super::MIB;

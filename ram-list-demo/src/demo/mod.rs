@@ -57,6 +57,12 @@ use vm::get;
 
 const MIB: u64 = 1 << 20;
 const KIB: u64 = 1 << 10;
+
+/// Bytes in MiB, for printing.
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB as f64
+}
+
 /// Guest writes per read-side critical section of a vCPU.
 const BATCH: usize = 256;
 
@@ -153,7 +159,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     );
     println!(
         "destination matches source: {blocks} blocks, {:.1} MiB compared byte for byte in {cmp_time:.1?}, the guest's stop-time state included (total run {:.1?})",
-        report::mib(bytes),
+        mib(bytes),
         started.elapsed()
     );
     Ok(())

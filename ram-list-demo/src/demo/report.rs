@@ -5,16 +5,11 @@ use std::time::Duration;
 use ram_list::RamList;
 use rcu_core::{Memb, Reader, Stats};
 
+use super::mib;
 use super::migrate::MigrationResult;
 use super::vm::{get, Vm};
-use super::MIB;
 use crate::cli::DemoArgs;
 use crate::error::DemoError;
-
-/// Bytes in MiB, for printing.
-pub fn mib(bytes: u64) -> f64 {
-    bytes as f64 / MIB as f64
-}
 
 pub fn summary(
     args: &DemoArgs,

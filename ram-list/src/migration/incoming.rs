@@ -1,7 +1,7 @@
-//! The destination of a whole stream, as it arrives: [`receive`] (a live migration from a
-//! real QEMU: configuration, commands and return path, the RAM section, the device
-//! sections), and the part [`load`](super::load) shares with it (the configuration checks
-//! and the RAM sections).
+//! The destination of a stream, as it arrives: [`receive`] (a live migration from a real
+//! QEMU: configuration, commands and return path, the RAM section, the device sections),
+//! [`load`] (the RAM section alone), and the session they share (the configuration checks
+//! and the RAM sections, fed to a [`RamLoader`]).
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use super::error::{LoadError, LoadErrorKind};
 use super::format::{RAM_SECTION_NAME, RAM_SECTION_VERSION};
 use super::load::RamLoader;
 use super::options::LoadOptions;
-use super::stats::LoadStats;
+use super::stats::{LoadReport, LoadStats};
 use crate::stream::{
     Configuration, DeviceSection, QemuFileReader, Record, ReturnPathMessage, SectionHeader,
     SectionKind, StreamError, StreamErrorKind, CONFIGURATION_OFFSET, MAX_DEVICE_STATE,
@@ -355,4 +355,38 @@ fn receive_rest<F: Flavor, R: Read>(
             }
         }
     }
+}
+
+/// Load the RAM of a whole migration stream (QEMU's outer format, as written by QEMU or by
+/// [`MigrationWriter`](super::MigrationWriter)) into `list`: finds the "ram" section by
+/// name, loads its START, PART and END bodies with a [`RamLoader`], and stops after its
+/// END. Whatever follows (device sections, EOF) is not read: [`receive`](super::receive)
+/// reads a whole stream.
+///
+/// The `x-ignore-shared` capability in the configuration record turns on
+/// [`LoadOptions::ignore_shared`]; a `target-page-bits` other than
+/// [`PAGE_BITS`](crate::PAGE_BITS) is
+/// [`LoadErrorKind::PageSizeMismatch`](super::LoadErrorKind::PageSizeMismatch).
+///
+/// # Blocking
+///
+/// As [`RamLoader::load_section`]: blocks on the stream and on the list's writer lock,
+/// never inside a read-side critical section.
+///
+/// # Panics
+///
+/// If `reader` belongs to another domain than the list's.
+pub fn load<F: Flavor, R: Read>(
+    list: &RamList<F>,
+    r: R,
+    opts: &LoadOptions,
+    reader: &Reader<F>,
+) -> Result<LoadReport, LoadError> {
+    let mut s = Session::open(list, r, opts, None, None)?;
+    s.ram(reader, &mut |_| {})?;
+    Ok(LoadReport {
+        configuration: s.qf.configuration().cloned(),
+        stats: s.loader.into_stats(),
+        end_offset: s.qf.offset(),
+    })
 }

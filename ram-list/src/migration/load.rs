@@ -1,5 +1,5 @@
-//! [`RamLoader`] (`ram_load`) and [`load`]: read the RAM section of a stream into a
-//! destination list, one record at a time: decode it (blocking on the stream, holding
+//! [`RamLoader`] (`ram_load`): read the RAM section of a stream into a destination list,
+//! one record at a time: decode it (blocking on the stream, holding
 //! nothing), then apply it (a page under one short read-side critical section, a
 //! `MEM_SIZE` record under the list's writer lock alone).
 
@@ -10,9 +10,8 @@ use rcu_core::{Flavor, Reader};
 use super::apply::{Destination, PageData};
 use super::error::LoadError;
 use super::format::{RamRecord, RecordDecoder};
-use super::incoming::Session;
 use super::options::LoadOptions;
-use super::stats::{LoadReport, LoadStats};
+use super::stats::LoadStats;
 use crate::stream::CountingReader;
 use crate::RamList;
 
@@ -92,38 +91,4 @@ impl<'l, F: Flavor> RamLoader<'l, F> {
             }
         }
     }
-}
-
-/// Load the RAM of a whole migration stream (QEMU's outer format, as written by QEMU or by
-/// [`MigrationWriter`](super::MigrationWriter)) into `list`: finds the "ram" section by
-/// name, loads its START, PART and END bodies with a [`RamLoader`], and stops after its
-/// END. Whatever follows (device sections, EOF) is not read: [`receive`](super::receive)
-/// reads a whole stream.
-///
-/// The `x-ignore-shared` capability in the configuration record turns on
-/// [`LoadOptions::ignore_shared`]; a `target-page-bits` other than
-/// [`PAGE_BITS`](crate::PAGE_BITS) is
-/// [`LoadErrorKind::PageSizeMismatch`](super::LoadErrorKind::PageSizeMismatch).
-///
-/// # Blocking
-///
-/// As [`RamLoader::load_section`]: blocks on the stream and on the list's writer lock,
-/// never inside a read-side critical section.
-///
-/// # Panics
-///
-/// If `reader` belongs to another domain than the list's.
-pub fn load<F: Flavor, R: Read>(
-    list: &RamList<F>,
-    r: R,
-    opts: &LoadOptions,
-    reader: &Reader<F>,
-) -> Result<LoadReport, LoadError> {
-    let mut s = Session::open(list, r, opts, None, None)?;
-    s.ram(reader, &mut |_| {})?;
-    Ok(LoadReport {
-        configuration: s.qf.configuration().cloned(),
-        stats: s.loader.into_stats(),
-        end_offset: s.qf.offset(),
-    })
 }

@@ -82,8 +82,8 @@ pub use format::{
     RAM_SAVE_FLAG_MEM_SIZE, RAM_SAVE_FLAG_MULTIFD_FLUSH, RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_XBZRLE,
     RAM_SAVE_FLAG_ZERO, RAM_SECTION_ID, RAM_SECTION_NAME, RAM_SECTION_VERSION,
 };
-pub use incoming::{receive, IncomingEvent, IncomingOptions, IncomingReport};
-pub use load::{load, RamLoader};
+pub use incoming::{load, receive, IncomingEvent, IncomingOptions, IncomingReport};
+pub use load::RamLoader;
 pub use machine::{runstate, QemuMachine, GLOBALSTATE, MACHINE_NONE};
 pub use options::{BlockPolicy, LoadOptions, SaveOptions};
 pub use save::RamSaver;
