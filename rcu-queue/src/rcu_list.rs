@@ -18,7 +18,6 @@ use crate::link::{
 use crate::role::{Index, Owner, OwnerCore, Registry, Role};
 use crate::splice::Head;
 use crate::sync::{self, AtomicUsize, Mutex, Ordering};
-use crate::writer::Writer;
 
 /// An RCU-protected intrusive list of `T`s linked through their `K` link (one of
 /// [`QListLink`](crate::QListLink), [`QSimpleQLink`](crate::QSimpleQLink),
@@ -34,7 +33,7 @@ use crate::writer::Writer;
 /// - **Readers** ([`first`](Self::first), [`next`](Self::next), [`iter`](Self::iter),
 ///   [`is_empty`](Self::is_empty)) run under a read guard of the list's domain; every
 ///   `&T` they get borrows the guard. They never block and never write shared memory.
-/// - **Writers** hold a [`Writer`]: from [`lock`](Self::lock) (the list's mutex; an
+/// - **Writers** hold a [`Writer`](crate::Writer): from [`lock`](Self::lock) (the list's mutex; an
 ///   index shares its owner's), [`get_mut`](Self::get_mut) or the `unsafe`
 ///   [`lock_unchecked`](Self::lock_unchecked).
 ///
@@ -96,7 +95,7 @@ impl<K: LinkKind> HeadRef<K> {
 ///    linked into the owner (of another list, or already removed) panics.
 /// 3. **One lock, one domain**: an index shares its owner's writer lock and domain
 ///    ([`RcuIndex::of`]). Its writers come from [`RcuList::lock`] on the index, or from
-///    the owner's writer with [`Writer::index`]; so removals from the owner and changes
+///    the owner's writer with [`Writer::index`](crate::Writer::index); so removals from the owner and changes
 ///    to its indexes never run at once, and one grace period covers readers of both.
 /// 4. **The owner's elements live as long as any index**: an index keeps its owner's
 ///    core alive; dropping the owner's handle first frees nothing, and the elements go
@@ -501,46 +500,16 @@ where
         unsafe { Iter::new(first) }
     }
 
-    /// Take the list's writer lock (an index's is its owner's). Writers exclude each
-    /// other; readers are never blocked.
-    ///
-    /// # Blocking
-    ///
-    /// Waits for the current writer of the list (and of its owner and indexes) to finish.
-    /// The lock is not reentrant: taking it again on a thread that holds a writer of the
-    /// same list family (an owner and its indexes) deadlocks; get an index's writer from
-    /// the owner's with [`Writer::index`] instead.
-    pub fn lock(&self) -> Writer<'_, T, K, F, R> {
-        Writer::new(self, Some(sync::lock(self.core.writer_lock())))
+    /// Take the list's writer lock (an index's is its owner's).
+    pub(crate) fn take_writer_lock(&self) -> sync::MutexGuard<'_, ()> {
+        sync::lock(self.core.writer_lock())
     }
 
-    /// A writer from exclusive access: no locking when the list stands alone; an owning
-    /// list with indexes, or an index, takes the shared lock as [`lock`](Self::lock)
-    /// does (the others may be written through other handles).
-    pub fn get_mut(&mut self) -> Writer<'_, T, K, F, R> {
-        // Acquire: pairs with the Release decrement at the end of an index's drop.
-        if R::OWNS && self.core.indexes.load(Ordering::Acquire) == 0 {
-            // SAFETY: `&mut self` and no index (no other handle of the core): no other
-            // writer can exist while the returned writer borrows `self`, and every earlier
-            // access happens-before (through `&mut`, or the Acquire above for indexes
-            // dropped on other threads).
-            return unsafe { self.lock_unchecked() };
-        }
-        self.lock()
-    }
-
-    /// A writer without taking the lock, for ports whose writers are already serialized
-    /// by something else (QEMU's BQL or `ram_list.mutex`).
-    ///
-    /// # Safety
-    ///
-    /// While the returned writer lives, no other writer of this list, of its owner or of
-    /// the owner's other indexes (from [`lock`](Self::lock), `lock_unchecked`, or the
-    /// [`raw`](crate::raw) functions) runs, and everything earlier writers did
-    /// happens-before this writer's operations (they were serialized by a lock or a thread
-    /// join).
-    pub unsafe fn lock_unchecked(&self) -> Writer<'_, T, K, F, R> {
-        Writer::new(self, None)
+    /// Whether no other handle can reach this list's elements: an owning list with no
+    /// index. Acquire: pairs with the Release decrement at the end of an index's drop, so
+    /// everything that index did happens-before the caller's next accesses.
+    pub(crate) fn stands_alone(&self) -> bool {
+        R::OWNS && self.core.indexes.load(Ordering::Acquire) == 0
     }
 
     /// The head.

@@ -16,6 +16,56 @@ use crate::role::{Index, Owner, Role, Token};
 use crate::splice::{self, check_unlinked};
 use crate::sync::{MutexGuard, Ordering};
 
+/// The writer side of [`RcuList`]: the ways to get a [`Writer`].
+impl<T, K, F, R> RcuList<T, K, F, R>
+where
+    T: Linked<K> + Send + Sync + 'static,
+    K: LinkKind,
+    F: Flavor,
+    R: Role,
+{
+    /// Take the list's writer lock (an index's is its owner's). Writers exclude each
+    /// other; readers are never blocked.
+    ///
+    /// # Blocking
+    ///
+    /// Waits for the current writer of the list (and of its owner and indexes) to finish.
+    /// The lock is not reentrant: taking it again on a thread that holds a writer of the
+    /// same list family (an owner and its indexes) deadlocks; get an index's writer from
+    /// the owner's with [`Writer::index`] instead.
+    pub fn lock(&self) -> Writer<'_, T, K, F, R> {
+        Writer::new(self, Some(self.take_writer_lock()))
+    }
+
+    /// A writer from exclusive access: no locking when the list stands alone; an owning
+    /// list with indexes, or an index, takes the shared lock as [`lock`](Self::lock)
+    /// does (the others may be written through other handles).
+    pub fn get_mut(&mut self) -> Writer<'_, T, K, F, R> {
+        if self.stands_alone() {
+            // SAFETY: `&mut self` and no index (no other handle of the core): no other
+            // writer can exist while the returned writer borrows `self`, and every earlier
+            // access happens-before (through `&mut`, or the Acquire in `stands_alone` for
+            // indexes dropped on other threads).
+            return unsafe { self.lock_unchecked() };
+        }
+        self.lock()
+    }
+
+    /// A writer without taking the lock, for ports whose writers are already serialized
+    /// by something else (QEMU's BQL or `ram_list.mutex`).
+    ///
+    /// # Safety
+    ///
+    /// While the returned writer lives, no other writer of this list, of its owner or of
+    /// the owner's other indexes (from [`lock`](Self::lock), `lock_unchecked`, or the
+    /// [`raw`](crate::raw) functions) runs, and everything earlier writers did
+    /// happens-before this writer's operations (they were serialized by a lock or a thread
+    /// join).
+    pub unsafe fn lock_unchecked(&self) -> Writer<'_, T, K, F, R> {
+        Writer::new(self, None)
+    }
+}
+
 /// Proof of writer exclusion for an [`RcuList`]: from [`RcuList::lock`],
 /// [`RcuList::get_mut`], [`RcuList::lock_unchecked`], or (for an index) an owner's
 /// [`Writer::index`]. Not `Send` (it may hold a `MutexGuard`).
