@@ -17,13 +17,7 @@ use crate::splice::{self, check_unlinked};
 use crate::sync::{MutexGuard, Ordering};
 
 /// The writer side of [`RcuList`]: the ways to get a [`Writer`].
-impl<T, K, F, R> RcuList<T, K, F, R>
-where
-    T: Linked<K> + Send + Sync + 'static,
-    K: LinkKind,
-    F: Flavor,
-    R: Role,
-{
+impl<T: Linked<K> + Send + Sync + 'static, K: LinkKind, F: Flavor, R: Role> RcuList<T, K, F, R> {
     /// Take the list's writer lock (an index's is its owner's). Writers exclude each
     /// other; readers are never blocked.
     ///
