@@ -6,7 +6,8 @@
 //! directions: [`RamRecord`], [`RecordDecoder`]), `save` and `send` (the source,
 //! [`RamSaver`]), `writer` (the outer framing, [`MigrationWriter`]), `load` and `apply`
 //! (the destination: [`RamLoader`] decodes a record, then applies it), `incoming` (a
-//! whole stream from a live source: [`receive`]), `machine` (what a QEMU destination of
+//! stream as it arrives: [`receive`] for a whole one from a live source, [`load`] for its
+//! RAM section), `machine` (what a QEMU destination of
 //! a given machine type expects: [`QemuMachine`]).
 //!
 //! # With a real QEMU
