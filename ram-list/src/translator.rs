@@ -63,11 +63,11 @@ impl Sighting {
         if list.version.load(Ordering::Acquire) != self.version {
             return None;
         }
-        // SAFETY: contract 1 of `new`: the block was found in this list (checked above) in a
-        // critical section that read `version` before its walk, and this one reads the
-        // same version: the grace period after any removal of the block waits for this
-        // section (argument in the `Translator` docs), and `guard` (of the list's domain,
-        // checked above) keeps the section open for 'g. Contract 2 keeps the list alive.
+        // The block was found in this list in a critical section that read `version`
+        // before its walk, and this one reads the same version: the grace period after any
+        // removal of the block waits for this section (argument in the `Translator` docs).
+        // SAFETY: so the block lives while `guard` (the list's domain, checked above) is
+        // held, for 'g (contract 1 of `new`); contract 2 keeps the list alive.
         Some(unsafe { &*self.block })
     }
 

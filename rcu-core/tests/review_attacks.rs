@@ -73,6 +73,22 @@ fn wait_child(pid: libc::pid_t, limit: Duration) -> Option<i32> {
     }
 }
 
+/// A thread that registers with `d` and stays inside one critical section for `hold`;
+/// returns once it is inside.
+fn reader_inside_for(d: &Domain<Memb>, hold: Duration) -> std::thread::JoinHandle<()> {
+    let (tx, rx) = mpsc::channel();
+    let d = d.clone();
+    let reader = std::thread::spawn(move || {
+        let r = d.register();
+        let g = r.read_lock();
+        tx.send(()).unwrap();
+        std::thread::sleep(hold);
+        drop(g);
+    });
+    rx.recv().unwrap();
+    reader
+}
+
 /// Threads of this process whose name (`comm`, at most 15 bytes) is `name`'s first 15 bytes.
 fn threads_named(name: &str) -> usize {
     let want = &name.as_bytes()[..name.len().min(15)];
@@ -300,18 +316,7 @@ fn broken_stderr_during_a_stall_does_not_kill_the_worker() {
         let d: Domain<Memb> = Domain::builder()
             .stall_timeout(Duration::from_millis(50))
             .build();
-        let (tx, rx) = mpsc::channel();
-        let reader = {
-            let d = d.clone();
-            std::thread::spawn(move || {
-                let r = d.register();
-                let g = r.read_lock();
-                tx.send(()).unwrap();
-                std::thread::sleep(Duration::from_millis(400));
-                drop(g);
-            })
-        };
-        rx.recv().unwrap();
+        let reader = reader_inside_for(&d, Duration::from_millis(400));
         let ran = Arc::new(AtomicBool::new(false));
         let r2 = ran.clone();
         d.call(move || r2.store(true, Ordering::SeqCst)); // the worker leads, and stalls
@@ -440,18 +445,7 @@ fn stall_hook_that_synchronizes_its_domain_does_not_deadlock() {
         })
         .build();
     let _ = H_DOMAIN.set(d.clone());
-    let (tx, rx) = mpsc::channel();
-    let reader = {
-        let d = d.clone();
-        std::thread::spawn(move || {
-            let r = d.register();
-            let g = r.read_lock();
-            tx.send(()).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
-            drop(g);
-        })
-    };
-    rx.recv().unwrap();
+    let reader = reader_inside_for(&d, Duration::from_millis(300));
     let d2 = d.clone();
     let done = within(Duration::from_secs(10), move || d2.synchronize()).is_some();
     reader.join().unwrap();

@@ -472,13 +472,13 @@ where
         }
         // Acquire (`qatomic_rcu_read`): as in `first`.
         let p = link.next().load(Ordering::Acquire);
-        // SAFETY: `elem` is in this list or was removed from it while a critical section
-        // of our domain that outlives 'g was running. An owning list's elements leave it
-        // only for a `Retired` (which hides them) once they are in no index, so every
-        // `&T` to one comes from a guard or a writer of this list or its indexes, all in
-        // this domain. So `next` is null or an element that was linked here during that
-        // critical section, freed (as in `first`) only after a grace period it holds off.
-        // For an index, `elem` is linked here now (checked above): as in `first`.
+        // `elem` is in this list or was removed from it while a critical section of our
+        // domain that outlives 'g was running: an owning list's elements leave it only for
+        // a `Retired` (which hides them) once they are in no index, so every `&T` to one
+        // comes from a guard or a writer of this list or its indexes, all in this domain.
+        // For an index, `elem` is linked here now (checked above).
+        // SAFETY: so `p` is null or an element linked here during that section, freed (as
+        // in `first`) only after a grace period the section holds off.
         unsafe { crate::link::elem(p) }
     }
 
