@@ -177,9 +177,15 @@ impl Waker {
         *sync::lock(&self.thread) = Some(sync::Unparker::current());
     }
 
-    /// Wake the registered thread (if any).
+    /// Wake the registered thread (if any). The handle is cloned under the mutex and
+    /// unparked after it is released: holding the mutex across the wake-up (a system call
+    /// when the leader is parked) made the leader's next `set_current` block on it, and
+    /// with more busy threads than CPUs that cost two more context switches per grace
+    /// period. A wake-up that reaches a thread which has stopped leading meanwhile is a
+    /// spurious one, which every `park` caller tolerates.
     pub(crate) fn wake(&self) {
-        if let Some(t) = sync::lock(&self.thread).as_ref() {
+        let leader = sync::lock(&self.thread).clone();
+        if let Some(t) = leader {
             t.unpark();
         }
     }

@@ -68,6 +68,19 @@ struct State {
     waiters: usize,
 }
 
+/// One grace period's wait for its readers.
+struct Wait {
+    /// When the first blocking reader was found (the spin budget counts from there).
+    start: Option<Instant>,
+    /// The spin budget of this grace period, for all its readers together.
+    spin_for: Duration,
+    /// Whether the leader spun, and whether it had to park, on any reader.
+    spun: bool,
+    parked: bool,
+    /// When the next stall report is due, from `start`.
+    next_report: Duration,
+}
+
 /// A domain's grace-period side.
 pub(crate) struct GracePeriods<F: Flavor> {
     /// The grace-period counter (layout in `record.rs`). Its address is the domain's key.
@@ -88,8 +101,9 @@ pub(crate) struct GracePeriods<F: Flavor> {
     quiet_done: AtomicU64,
     quiet_failed: AtomicU64,
     waker: Waker,
-    /// How long the next grace period may spin on its readers, in ns: doubled when a spin
-    /// caught its reader, halved when the leader had to park. Readers that leave quickly
+    /// How long the next grace period may spin on its readers (all together), in ns:
+    /// doubled when a grace period's spin caught every reader, halved when it ran out and
+    /// the leader had to park. Readers that leave quickly
     /// (on CPUs of their own) get spun on; readers that wait for a CPU (more busy threads
     /// than CPUs, where spinning steals the CPU they need) get parked on at once.
     spin_ns: AtomicU32,
@@ -312,37 +326,50 @@ impl<F: Flavor> GracePeriods<F> {
         // that Acquire-loads the new value sees what was unpublished before it.
         let new = record::next_counter(self.ctr.load(Ordering::Relaxed));
         self.ctr.store(new, Ordering::Release);
-        let mut start = None;
-        let mut next_report = self.stalls.timeout;
-        self.registry.for_each_blocking(new, |r| {
-            let start = *start.get_or_insert_with(Instant::now);
-            self.wait_reader(r, new, start, &mut next_report);
-        });
-    }
-
-    fn wait_reader(&self, r: &Record, new: u64, start: Instant, next_report: &mut Duration) {
         // Relaxed: a tuning hint, not a publication.
         let budget = self.spin_ns.load(Ordering::Relaxed);
-        let spin_for = Duration::from_nanos(u64::from(budget));
+        let mut wait = Wait {
+            start: None,
+            spin_for: Duration::from_nanos(u64::from(budget)),
+            spun: false,
+            parked: false,
+            next_report: self.stalls.timeout,
+        };
+        self.registry
+            .for_each_blocking(new, |r| self.wait_reader(r, new, &mut wait));
+        // Adapt the budget once per grace period, from what the whole scan saw (adapting
+        // per reader made it oscillate: with one reader caught by the spin and one waiting
+        // for a CPU, the first doubled what the second halved, and every grace period spun
+        // the full budget on a reader that could not run until the leader parked).
+        if wait.parked {
+            if wait.spun {
+                // The spin ran out: park sooner next time.
+                self.spin_ns
+                    .store((budget / 2).max(MIN_SPIN_NS), Ordering::Relaxed);
+            }
+        } else if wait.spun {
+            // Every reader was caught spinning: spin longer next time.
+            self.spin_ns
+                .store(budget.saturating_mul(2).min(MAX_SPIN_NS), Ordering::Relaxed);
+        }
+    }
+
+    /// Wait until `r` no longer holds up the grace period that set the counter to `new`:
+    /// spin while the grace period's budget lasts, then park until its unlock wakes us.
+    fn wait_reader(&self, r: &Record, new: u64, wait: &mut Wait) {
+        let start = *wait.start.get_or_insert_with(Instant::now);
         // Acquire on every check: pairs with the reader's Release store of 0 / of a newer
         // snapshot, as in `Registry::for_each_blocking`.
-        let mut spun = false;
-        while budget > 0 && start.elapsed() < spin_for {
-            spun = true;
+        while !wait.spin_for.is_zero() && start.elapsed() < wait.spin_for {
+            wait.spun = true;
             for _ in 0..SPINS_PER_CLOCK {
                 if !Record::blocks(r.ctr.load(Ordering::Acquire), new) {
-                    self.spin_ns
-                        .store((budget * 2).min(MAX_SPIN_NS), Ordering::Relaxed);
                     return;
                 }
                 sync::spin_hint();
             }
         }
-        if spun {
-            // The spin ran out: park sooner next time.
-            self.spin_ns
-                .store((budget / 2).max(MIN_SPIN_NS), Ordering::Relaxed);
-        }
+        wait.parked = true;
         self.waker.set_current();
         loop {
             // Relaxed store, then the heavy barrier: either the reader's next `ctr` store
@@ -353,13 +380,13 @@ impl<F: Flavor> GracePeriods<F> {
                 break;
             }
             let waited = start.elapsed();
-            if waited >= *next_report {
+            if waited >= wait.next_report {
                 self.report_stall(new, waited);
                 // The next report one period from now: a slow hook (or a leader that was
                 // descheduled) delays reports instead of bunching them up.
-                *next_report = start.elapsed() + self.stalls.period();
+                wait.next_report = start.elapsed() + self.stalls.period();
             }
-            let left = next_report.saturating_sub(start.elapsed());
+            let left = wait.next_report.saturating_sub(start.elapsed());
             sync::park_timeout(left.min(MAX_PARK));
         }
         // Relaxed: only this leader reads it back; a reader that still sees `true` wakes us
