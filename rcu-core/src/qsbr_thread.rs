@@ -2,10 +2,21 @@
 //! `qsbr` free functions and the call_rcu worker share.
 //!
 //! `REC` is the thread's record (null: not registered); `NESTING` counts the critical
-//! sections opened with `qsbr::rcu_read_lock` and not yet closed, in every build, plus the
-//! [`TEARDOWN`] bit once the thread's registration owner has been destroyed (the thread is
-//! exiting). Neither cell has a destructor, so both stay usable in every thread-local
-//! destructor.
+//! sections opened with `qsbr::rcu_read_lock` and not yet closed, in every build, plus two
+//! flags: [`TEARDOWN`] once the thread's registration owner has been destroyed (the thread
+//! is exiting), and [`OFF`], which keeps `rcu_read_lock` off its fast path. Neither cell
+//! has a destructor, so both stay usable in every thread-local destructor.
+//!
+//! # The fast path
+//!
+//! `NESTING == 0` is the one state in which `rcu_read_lock` skips every check (one load, a
+//! never-taken branch, a store of 1). Its invariant: **`NESTING == 0` only while `REC` is
+//! non-null and its record is online**. Only the slow path of `rcu_read_lock` clears
+//! [`OFF`], right after it has checked both on the record itself; every change that takes
+//! the record offline or unregisters it sets [`OFF`] first ([`leave_fast_path`]), and
+//! those changes all refuse to run inside a critical section, so they only ever find the
+//! count at 0. A change that brings the record online leaves [`OFF`] set: the next
+//! `rcu_read_lock` takes the slow path once and re-checks.
 //!
 //! The worker hooks make the call_rcu worker (of any domain) behave as liburcu's call_rcu
 //! thread does for QSBR: if a callback registered the worker thread, it is online while it
@@ -24,16 +35,26 @@ use crate::sync::Ordering;
 /// Set in `NESTING` once the thread's registration owner is gone (thread teardown): a
 /// registration then lasts only as long as its outermost critical section.
 pub(crate) const TEARDOWN: usize = 1 << (usize::BITS - 1);
+/// Set in `NESTING` whenever the thread may be unregistered or offline (and from start-up,
+/// before it registers): `rcu_read_lock` then takes its slow path, which checks.
+pub(crate) const OFF: usize = 1 << (usize::BITS - 2);
 
 std::thread_local! {
     pub(crate) static REC: Cell<*const Record> = const { Cell::new(ptr::null()) };
-    pub(crate) static NESTING: Cell<usize> = const { Cell::new(0) };
+    pub(crate) static NESTING: Cell<usize> = const { Cell::new(OFF) };
 }
 
 /// Open critical sections of the free functions on this thread.
 #[inline]
 pub(crate) fn sections() -> usize {
-    NESTING.with(Cell::get) & !TEARDOWN
+    NESTING.with(Cell::get) & !(TEARDOWN | OFF)
+}
+
+/// About to take this thread's record offline or unregister it: keep `rcu_read_lock` off
+/// its fast path until its slow path has checked the record again (the module's invariant).
+#[inline]
+pub(crate) fn leave_fast_path() {
+    NESTING.with(|n| n.set(n.get() | OFF));
 }
 
 /// This thread's record, if it is registered and outside every critical section.

@@ -9,7 +9,7 @@
 //! let value = RcuBox::new_in(1u32, qsbr::default_domain());
 //! qsbr::rcu_register_thread();
 //! {
-//!     let guard = qsbr::rcu_read_lock(); // one load and a never-taken branch
+//!     let guard = qsbr::rcu_read_lock(); // a thread-local load, a branch and a store
 //!     assert_eq!(*value.load(&guard), 1);
 //! }
 //! qsbr::rcu_quiescent_state();
@@ -38,8 +38,9 @@ use super::slot::{DefaultDomain, Owner, Slot, Teardown};
 use crate::domain::Domain;
 use crate::flavor::{self, Qsbr};
 use crate::guard::ReadGuard;
-use crate::qsbr_thread::{sections, NESTING, REC, TEARDOWN};
+use crate::qsbr_thread::{leave_fast_path, sections, NESTING, OFF, REC, TEARDOWN};
 use crate::reader::Reader;
+use crate::record::Record;
 
 static DEFAULT_QSBR: DefaultDomain<Qsbr> = DefaultDomain::new();
 
@@ -59,7 +60,7 @@ static SLOT: Slot<Qsbr> = Slot {
     teardown: Teardown {
         in_section: |_| sections() != 0,
         keep,
-        owner_gone: || NESTING.with(|n| n.set(n.get() | TEARDOWN)),
+        owner_gone: || NESTING.with(|n| n.set(n.get() | TEARDOWN | OFF)),
     },
 };
 
@@ -75,6 +76,7 @@ fn keep(reader: Reader<Qsbr>) {
 #[inline(never)]
 fn release_kept() {
     let kept = KEPT.with(|k| k.replace(ptr::null_mut()));
+    leave_fast_path();
     REC.with(|r| r.set(ptr::null()));
     if !kept.is_null() {
         // SAFETY: `kept` came from `Box::into_raw` in `keep` and was taken out of the cell
@@ -92,7 +94,9 @@ pub fn default_domain() -> &'static Domain<Qsbr> {
 /// RCU pointers load through it. Keeps a thread-local nesting count (in every build) so
 /// that [`rcu_quiescent_state`], [`rcu_thread_offline`], [`rcu_thread_online`] and
 /// [`synchronize_rcu`] can refuse to run inside it and thread exit cannot free what it
-/// protects (the `Reader` API checks the former at compile time instead).
+/// protects (the `Reader` API checks the former at compile time instead). The same
+/// thread-local word marks a thread that is offline or unregistered, so opening and closing
+/// an outermost section each cost one load, a never-taken branch and a store.
 pub struct RcuReadGuard {
     inner: ManuallyDrop<ReadGuard<'static, Qsbr>>,
 }
@@ -127,16 +131,28 @@ impl Drop for RcuReadGuard {
 fn close_nested(n: usize) {
     let n = n - 1;
     NESTING.with(|c| c.set(n));
-    if n == TEARDOWN {
+    if n & !OFF == TEARDOWN {
         release_kept();
     }
 }
 
-/// Opening a nested section, or one during thread teardown.
+/// Opening a section off the fast path: the first one after registering or coming online
+/// (which returns to the fast path), a nested one, or one during thread teardown.
 #[cold]
 #[inline(never)]
-fn open_nested(n: usize) {
-    NESTING.with(|c| c.set(n + 1));
+fn open_slow(n: usize) -> ReadGuard<'static, Qsbr> {
+    let rec = super::slot::current_record(&REC, &SLOT);
+    // SAFETY: this thread's record in the (never dropped) QSBR default domain; it stays
+    // registered while a critical section is open (`NESTING`, counted below, keeps it so
+    // at thread exit). Panics, before counting, if the thread is offline.
+    let guard = unsafe { ReadGuard::enter(rec) };
+    let count = n & !(TEARDOWN | OFF);
+    // Back to the fast path (`NESTING == 0` between sections) only from the outermost
+    // section outside teardown, and only now that `enter` has checked the record is online
+    // and `current_record` that `REC` holds it: the invariant in `qsbr_thread`.
+    let flags = if n == OFF { 0 } else { n - count };
+    NESTING.with(|c| c.set(flags | (count + 1)));
+    guard
 }
 
 impl core::fmt::Debug for RcuReadGuard {
@@ -153,18 +169,23 @@ impl core::fmt::Debug for RcuReadGuard {
 /// threads, so the guard would protect nothing.
 #[inline(always)]
 pub fn rcu_read_lock() -> RcuReadGuard {
-    let rec = super::slot::current_record(&REC, &SLOT);
-    // SAFETY: this thread's record in the (never dropped) QSBR default domain; it stays
-    // registered while a critical section is open (`NESTING`, counted below, keeps it so
-    // at thread exit). Panics, before counting, if the thread is offline.
-    let inner = unsafe { ReadGuard::enter(rec) };
-    // A constant in the common case (see `RcuReadGuard::drop`).
     let n = NESTING.with(Cell::get);
-    if n == 0 {
+    let inner = if n == 0 {
+        let rec = REC.with(Cell::get);
+        debug_assert!(!rec.is_null(), "NESTING == 0 while unregistered");
+        // SAFETY: `NESTING == 0` only while `REC` holds this thread's registered, online
+        // record (the invariant in `qsbr_thread`), which stays registered while a critical
+        // section is open (`NESTING`, set below, keeps it so at thread exit); the record
+        // lives in the (never dropped) QSBR default domain.
+        let rec: &'static Record = unsafe { &*rec };
+        // SAFETY: as above: this thread's online record, whose key is `rec.gp`.
+        let guard = unsafe { ReadGuard::enter_online(rec, rec.gp_ptr()) };
+        // A constant (see `RcuReadGuard::drop`).
         NESTING.with(|c| c.set(1));
+        guard
     } else {
-        open_nested(n);
-    }
+        open_slow(n)
+    };
     RcuReadGuard {
         inner: ManuallyDrop::new(inner),
     }
@@ -200,6 +221,7 @@ pub fn rcu_quiescent_state() {
 pub fn rcu_thread_offline() {
     assert_outside("rcu_thread_offline");
     if let Some(rec) = SLOT.registered() {
+        leave_fast_path();
         flavor::qsbr_offline(rec);
     }
 }
@@ -222,6 +244,7 @@ pub fn rcu_thread_online() {
 /// Run `f` (a wait) with this thread offline if it was online; online again afterwards,
 /// also when `f` panics (a wait refused because it would deadlock).
 fn offline_around<R>(f: impl FnOnce() -> R) -> R {
+    leave_fast_path();
     let _offline = flavor::OfflineWhile::new(SLOT.registered());
     f()
 }
@@ -270,5 +293,134 @@ pub fn rcu_register_thread() {
 /// Inside a read-side critical section.
 pub fn rcu_unregister_thread() {
     assert_outside("rcu_unregister_thread");
+    leave_fast_path();
     SLOT.unregister("rcu_unregister_thread");
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::Ordering;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    /// The fast-path invariant of `qsbr_thread`: `NESTING == 0` only while `REC` holds this
+    /// thread's online record.
+    fn assert_invariant(step: usize) {
+        if NESTING.with(Cell::get) == 0 {
+            let rec = SLOT.registered();
+            assert!(rec.is_some(), "step {step}: fast path while unregistered");
+            assert!(
+                online() == Some(true),
+                "step {step}: fast path while offline"
+            );
+        }
+    }
+
+    /// `None`: unregistered; otherwise whether this thread's record is online.
+    fn online() -> Option<bool> {
+        // Relaxed: our own record.
+        SLOT.registered()
+            .map(|r| r.ctr.load(Ordering::Relaxed) != 0)
+    }
+
+    fn panics(f: impl FnOnce()) -> bool {
+        catch_unwind(AssertUnwindSafe(f)).is_err()
+    }
+
+    /// Every transition of the free functions, in a long pseudo-random sequence, with
+    /// guards dropped in any order: a guard only ever comes from an online thread, every
+    /// call that would end a section refuses to run inside one, and `NESTING == 0` (the
+    /// unchecked fast path) only ever holds while registered and online.
+    #[test]
+    fn random_transitions_keep_the_fast_path_invariant() {
+        std::thread::spawn(|| {
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            let mut guards: Vec<RcuReadGuard> = Vec::new();
+            let (mut opened, mut refused) = (0, 0);
+            // Miri runs the same sequence, shorter.
+            let steps = if cfg!(miri) { 1000 } else { 4000 };
+            for step in 0..steps {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let before = online();
+                match x % 12 {
+                    0..=2 => match catch_unwind(rcu_read_lock) {
+                        Ok(g) => {
+                            assert_ne!(before, Some(false), "step {step}: guard while offline");
+                            assert_eq!(online(), Some(true));
+                            guards.push(g);
+                            opened += 1;
+                        }
+                        Err(_) => {
+                            assert_eq!(before, Some(false), "step {step}: refused while online");
+                            refused += 1;
+                        }
+                    },
+                    3..=6 => {
+                        if !guards.is_empty() {
+                            let i = (x >> 16) as usize % guards.len();
+                            drop(guards.swap_remove(i));
+                        }
+                    }
+                    op => {
+                        let call: fn() = match op {
+                            7 => rcu_thread_offline,
+                            8 => rcu_thread_online,
+                            9 => rcu_unregister_thread,
+                            10 => synchronize_rcu,
+                            _ => rcu_quiescent_state,
+                        };
+                        let inside = !guards.is_empty();
+                        assert_eq!(panics(call), inside, "step {step}: op {op}");
+                        let after = online();
+                        match op {
+                            _ if inside => {
+                                assert_eq!(after, before, "step {step}: refused op {op}")
+                            }
+                            7 => assert_ne!(after, Some(true)),
+                            8 => assert_eq!(after, Some(true)),
+                            9 => assert_eq!(after, None),
+                            10 => assert_eq!(after, before, "synchronize restores the state"),
+                            _ => {}
+                        }
+                    }
+                }
+                assert_invariant(step);
+            }
+            assert!(
+                opened > steps / 8 && refused >= steps / 200,
+                "{opened} opened, {refused} refused"
+            );
+            drop(guards);
+            rcu_unregister_thread();
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// The call_rcu worker goes offline when it waits and online to run callbacks: a
+    /// callback that reads gets a guard of an online thread each time.
+    #[test]
+    fn worker_transitions_keep_the_fast_path_invariant() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        let checked = Arc::new(AtomicUsize::new(0));
+        for round in 0..20 {
+            for _ in 0..3 {
+                let checked = checked.clone();
+                call_rcu(move || {
+                    let outer = rcu_read_lock();
+                    let inner = rcu_read_lock();
+                    assert_eq!(online(), Some(true), "round {round}");
+                    drop(outer);
+                    drop(inner);
+                    assert_invariant(round);
+                    checked.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            rcu_barrier();
+        }
+        assert_eq!(checked.load(Ordering::Relaxed), 60);
+    }
 }
