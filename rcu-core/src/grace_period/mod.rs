@@ -21,10 +21,11 @@
 //!
 //! # Waiting for a reader
 //!
-//! The leader spins on a reader's `ctr` for at most [`SPIN_FOR`] (from the start of the
-//! grace period), then sets the reader's `waiting` flag, executes the heavy barrier, checks
-//! again and parks; the reader's unlock sees `waiting` and wakes it (pairing 3 in
-//! `docs::internal`). The park is bounded by the next stall report.
+//! The leader spins on its readers' `ctr`s for at most the grace period's spin budget (all
+//! readers together, from the first one that blocks; adapted once per grace period between
+//! [`MIN_SPIN_NS`] and [`MAX_SPIN_NS`]), then sets the reader's `waiting` flag, executes the
+//! heavy barrier, checks again and parks; the reader's unlock sees `waiting` and wakes it
+//! (pairing 3 in `docs::internal`). The park is bounded by the next stall report.
 
 mod registry;
 pub(crate) mod stall;
