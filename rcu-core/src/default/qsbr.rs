@@ -38,7 +38,7 @@ use super::slot::{DefaultDomain, Owner, Slot, Teardown};
 use crate::domain::Domain;
 use crate::flavor::{self, Qsbr};
 use crate::guard::ReadGuard;
-use crate::qsbr_thread::{leave_fast_path, sections, NESTING, OFF, REC, TEARDOWN};
+use crate::qsbr_thread::{go_offline, leave_fast_path, sections, NESTING, OFF, REC, TEARDOWN};
 use crate::reader::Reader;
 use crate::record::Record;
 
@@ -221,8 +221,7 @@ pub fn rcu_quiescent_state() {
 pub fn rcu_thread_offline() {
     assert_outside("rcu_thread_offline");
     if let Some(rec) = SLOT.registered() {
-        leave_fast_path();
-        flavor::qsbr_offline(rec);
+        go_offline(rec);
     }
 }
 
