@@ -398,6 +398,61 @@ mod tests {
         .unwrap();
     }
 
+    /// The call_rcu worker's hooks on a thread that reads, in a pseudo-random sequence: a
+    /// hook never ends an open section, and going offline through them leaves the fast
+    /// path like every other way offline (user code runs on an offline worker: a stall
+    /// hook, when it leads a grace period), so a read there is refused.
+    #[test]
+    fn worker_hooks_keep_the_fast_path_invariant() {
+        use crate::qsbr_thread::{worker_offline, worker_online, worker_quiescent};
+        std::thread::spawn(|| {
+            let mut x = 0x2545_F491_4F6C_DD1Du64;
+            let mut guards: Vec<RcuReadGuard> = Vec::new();
+            let (mut opened, mut refused) = (0, 0);
+            let steps = if cfg!(miri) { 500 } else { 2000 };
+            for step in 0..steps {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let before = online();
+                match x % 8 {
+                    0 | 1 => match catch_unwind(rcu_read_lock) {
+                        Ok(g) => {
+                            assert_ne!(before, Some(false), "step {step}: guard while offline");
+                            guards.push(g);
+                            opened += 1;
+                        }
+                        Err(_) => {
+                            assert_eq!(before, Some(false), "step {step}: refused while online");
+                            refused += 1;
+                        }
+                    },
+                    2..=4 => {
+                        if !guards.is_empty() {
+                            let i = (x >> 16) as usize % guards.len();
+                            drop(guards.swap_remove(i));
+                        }
+                    }
+                    5 => worker_offline(),
+                    6 => worker_online(),
+                    _ => worker_quiescent(),
+                }
+                if !guards.is_empty() {
+                    assert_eq!(online(), Some(true), "step {step}: a hook ended a section");
+                }
+                assert_invariant(step);
+            }
+            assert!(
+                opened > steps / 8 && refused > steps / 50,
+                "{opened} opened, {refused} refused"
+            );
+            drop(guards);
+            rcu_unregister_thread();
+        })
+        .join()
+        .unwrap();
+    }
+
     /// The call_rcu worker goes offline when it waits and online to run callbacks: a
     /// callback that reads gets a guard of an online thread each time.
     #[test]
