@@ -21,10 +21,13 @@
 //!
 //! # Waiting for a reader
 //!
-//! The leader spins on a reader's `ctr` for at most [`SPIN_FOR`] (from the start of the
-//! grace period), then sets the reader's `waiting` flag, executes the heavy barrier, checks
-//! again and parks; the reader's unlock sees `waiting` and wakes it (pairing 3 in
-//! `docs::internal`). The park is bounded by the next stall report.
+//! The leader spins on its readers' `ctr` for the grace period's spin budget (`spin_ns`,
+//! at most [`MAX_SPIN_NS`], counted from the first blocking reader and shared by all of
+//! them; it adapts once per grace period), then sets the reader's `waiting` flag, executes
+//! the heavy barrier, checks again and parks; the reader's unlock sees `waiting` and wakes
+//! it (pairing 3 in `docs::internal`). The park is bounded by the next stall report and by
+//! [`MAX_PARK`]; after a stall report the leader checks again before parking (the hook may
+//! have taken the wake-up).
 
 mod registry;
 pub(crate) mod stall;
@@ -385,6 +388,10 @@ impl<F: Flavor> GracePeriods<F> {
                 // The next report one period from now: a slow hook (or a leader that was
                 // descheduled) delays reports instead of bunching them up.
                 wait.next_report = start.elapsed() + self.stalls.period();
+                // The hook is user code on this thread: if it parked (a channel, a
+                // grace period of another domain), it may have taken the wake-up our
+                // reader sent meanwhile. Check again before parking.
+                continue;
             }
             let left = wait.next_report.saturating_sub(start.elapsed());
             sync::park_timeout(left.min(MAX_PARK));
