@@ -84,6 +84,22 @@ struct Wait {
     next_report: Duration,
 }
 
+/// The spin budget after a grace period that started with `budget` and `spun` on some
+/// reader and `parked` on some reader: halved (not below [`MIN_SPIN_NS`]) when the spin ran
+/// out, doubled (not above [`MAX_SPIN_NS`]) when it caught every reader, else unchanged.
+/// Outside loom it therefore stays in `MIN_SPIN_NS..=MAX_SPIN_NS`, above 0: no sequence of
+/// grace periods leaves a domain always parking or always spinning.
+fn next_spin_budget(budget: u32, spun: bool, parked: bool) -> u32 {
+    match (spun, parked) {
+        // The spin ran out: park sooner next time.
+        (true, true) => (budget / 2).max(MIN_SPIN_NS),
+        // Every reader was caught spinning: spin longer next time.
+        (true, false) => budget.saturating_mul(2).min(MAX_SPIN_NS),
+        // Nobody to wait for, or no spin at all (a leader descheduled past the budget).
+        (false, _) => budget,
+    }
+}
+
 /// A domain's grace-period side.
 pub(crate) struct GracePeriods<F: Flavor> {
     /// The grace-period counter (layout in `record.rs`). Its address is the domain's key.
@@ -344,16 +360,9 @@ impl<F: Flavor> GracePeriods<F> {
         // per reader made it oscillate: with one reader caught by the spin and one waiting
         // for a CPU, the first doubled what the second halved, and every grace period spun
         // the full budget on a reader that could not run until the leader parked).
-        if wait.parked {
-            if wait.spun {
-                // The spin ran out: park sooner next time.
-                self.spin_ns
-                    .store((budget / 2).max(MIN_SPIN_NS), Ordering::Relaxed);
-            }
-        } else if wait.spun {
-            // Every reader was caught spinning: spin longer next time.
-            self.spin_ns
-                .store(budget.saturating_mul(2).min(MAX_SPIN_NS), Ordering::Relaxed);
+        let next = next_spin_budget(budget, wait.spun, wait.parked);
+        if next != budget {
+            self.spin_ns.store(next, Ordering::Relaxed);
         }
     }
 
@@ -451,9 +460,44 @@ impl<F: Flavor> crate::fork::ForkHooks for GracePeriods<F> {
 mod tests {
     use std::time::Duration;
 
+    use super::{next_spin_budget, MAX_SPIN_NS, MIN_SPIN_NS};
+
     use crate::record;
     use crate::sync::Ordering;
     use crate::{Domain, Flavor, Mb, Memb, Qsbr};
+
+    /// The adaptive spin budget cannot get stuck: every outcome keeps it within
+    /// `MIN_SPIN_NS..=MAX_SPIN_NS` (never 0, so a domain never parks at once for good),
+    /// grace periods that run out of spin bring it down to the minimum, and grace periods
+    /// whose spin catches every reader bring it back up to the maximum.
+    #[test]
+    fn the_spin_budget_stays_in_range_and_recovers() {
+        const { assert!(MIN_SPIN_NS > 0 && MIN_SPIN_NS <= MAX_SPIN_NS) };
+        let range = MIN_SPIN_NS..=MAX_SPIN_NS;
+        let mut budget = MAX_SPIN_NS;
+        for _ in 0..u32::BITS {
+            budget = next_spin_budget(budget, true, true);
+            assert!(range.contains(&budget));
+        }
+        assert_eq!(budget, MIN_SPIN_NS, "a spin that runs out parks sooner");
+        for _ in 0..u32::BITS {
+            budget = next_spin_budget(budget, true, false);
+            assert!(range.contains(&budget));
+        }
+        assert_eq!(
+            budget, MAX_SPIN_NS,
+            "a spin that catches every reader grows back"
+        );
+        for budget in [MIN_SPIN_NS, MIN_SPIN_NS + 1, MAX_SPIN_NS / 2, MAX_SPIN_NS] {
+            for (spun, parked) in [(false, false), (false, true), (true, false), (true, true)] {
+                let next = next_spin_budget(budget, spun, parked);
+                assert!(range.contains(&next), "{budget} {spun} {parked}: {next}");
+                if !spun {
+                    assert_eq!(next, budget, "no spin, nothing learnt");
+                }
+            }
+        }
+    }
 
     /// Scenario 12 of issue 10 on a live domain: a reader that entered just before the
     /// counter wraps still holds up the grace period that wraps it.
