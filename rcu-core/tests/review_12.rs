@@ -86,3 +86,84 @@ fn a_stall_hook_on_the_offline_worker_cannot_read_the_qsbr_domain() {
         d.barrier();
     });
 }
+
+/// Whether a grace period of the QSBR default domain ends within `wait` while `f` runs on
+/// this thread; the waiting thread is left to finish after `f` and must then end within the
+/// watchdog (a grace period that never ends is a failure too).
+fn grace_period_ends_during(wait: Duration, f: impl FnOnce()) -> bool {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        qsbr::synchronize_rcu();
+        let _ = tx.send(());
+    });
+    let ended = rx.recv_timeout(wait).is_ok();
+    f();
+    assert!(
+        ended || rx.recv_timeout(WATCHDOG).is_ok(),
+        "the grace period never ended"
+    );
+    ended
+}
+
+/// What the late destructor saw, checked by the test once the thread has exited.
+static LATE_SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// A thread-local destroyed after the crate's registration owner: it calls every free
+/// function of the QSBR domain there, and reads.
+struct LateQsbr;
+
+impl Drop for LateQsbr {
+    fn drop(&mut self) {
+        let mut seen = Vec::new();
+        // Registration and online do nothing in teardown: no registration outlives a section.
+        qsbr::rcu_thread_online();
+        qsbr::rcu_register_thread();
+        for round in 0..2 {
+            let g = qsbr::rcu_read_lock();
+            let inner = qsbr::rcu_read_lock();
+            // Out of order: the inner guard ends the last section.
+            let ended = grace_period_ends_during(Duration::from_millis(200), || {
+                drop(g);
+                drop(inner);
+            });
+            if ended {
+                seen.push(format!(
+                    "round {round}: a grace period ended under the guards"
+                ));
+            }
+            // Outside every section: these must work (and find nothing to end).
+            qsbr::rcu_quiescent_state();
+            qsbr::rcu_thread_offline();
+            qsbr::rcu_unregister_thread();
+            qsbr::synchronize_rcu();
+        }
+        *LATE_SEEN.lock().unwrap() = seen;
+    }
+}
+
+std::thread_local! {
+    static LATE: core::cell::Cell<Option<LateQsbr>> = const { core::cell::Cell::new(None) };
+}
+
+/// Reads in a thread-local destructor that runs after the crate's own (each outermost
+/// section gets a registration of its own, online) are protected: a grace period waits for
+/// them, and the calls that would end a section early or leave the thread registered do
+/// nothing there.
+#[test]
+fn late_destructor_reads_are_protected_and_leave_nothing_registered() {
+    const NAME: &str = "late_destructor_reads_are_protected_and_leave_nothing_registered";
+    isolated(NAME, WATCHDOG, || {
+        let before = qsbr::default_domain().stats().readers;
+        std::thread::spawn(|| {
+            // First use before the crate's, so destroyed after it.
+            LATE.with(|l| l.set(Some(LateQsbr)));
+            drop(qsbr::rcu_read_lock());
+            qsbr::rcu_quiescent_state();
+        })
+        .join()
+        .unwrap();
+        let seen = std::mem::take(&mut *LATE_SEEN.lock().unwrap());
+        assert!(seen.is_empty(), "{seen:?}");
+        assert_eq!(qsbr::default_domain().stats().readers, before);
+    });
+}

@@ -77,8 +77,10 @@ struct Wait {
     start: Option<Instant>,
     /// The spin budget of this grace period, for all its readers together.
     spin_for: Duration,
-    /// Whether the leader spun, and whether it had to park, on any reader.
+    /// Whether the leader spun on any reader.
     spun: bool,
+    /// Whether the spin ran out on any reader (the leader then parks, unless the check
+    /// after it sets `waiting` finds the reader gone).
     parked: bool,
     /// When the next stall report is due, from `start`.
     next_report: Duration,
