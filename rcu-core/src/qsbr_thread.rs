@@ -13,10 +13,14 @@
 //! never-taken branch, a store of 1). Its invariant: **`NESTING == 0` only while `REC` is
 //! non-null and its record is online**. Only the slow path of `rcu_read_lock` clears
 //! [`OFF`], right after it has checked both on the record itself; every change that takes
-//! the record offline or unregisters it sets [`OFF`] first ([`leave_fast_path`]), and
-//! those changes all refuse to run inside a critical section, so they only ever find the
-//! count at 0. A change that brings the record online leaves [`OFF`] set: the next
-//! `rcu_read_lock` takes the slow path once and re-checks.
+//! the record offline or unregisters it sets [`OFF`] first ([`leave_fast_path`], or
+//! [`go_offline`] which does both), the worker hooks included: user code runs on an
+//! offline worker too (a stall hook, while the worker leads a grace period). Those changes
+//! refuse to run inside a critical section (the free functions) or skip the thread while
+//! one is open (the worker hooks), so they only ever find the count at 0; thread teardown,
+//! which may find it above 0, sets [`TEARDOWN`] with [`OFF`]. A change that brings the
+//! record online leaves [`OFF`] set: the next `rcu_read_lock` takes the slow path once and
+//! re-checks.
 //!
 //! The worker hooks make the call_rcu worker (of any domain) behave as liburcu's call_rcu
 //! thread does for QSBR: if a callback registered the worker thread, it is online while it
@@ -86,9 +90,19 @@ pub(crate) fn worker_quiescent() {
     }
 }
 
-/// The worker is about to wait: go offline if registered.
+/// Take this thread's record `rec` offline, off the fast path first (the module's
+/// invariant): the one way the free functions and the worker hooks go offline.
+#[inline]
+pub(crate) fn go_offline(rec: &Record) {
+    leave_fast_path();
+    flavor::qsbr_offline(rec);
+}
+
+/// The worker is about to wait: go offline if registered. User code can still run on this
+/// thread while it is offline (a stall hook, when the worker leads the grace period), so
+/// the fast path is left as for every other way offline.
 pub(crate) fn worker_offline() {
     if let Some(rec) = idle_record().filter(|r| online(r)) {
-        flavor::qsbr_offline(rec);
+        go_offline(rec);
     }
 }

@@ -38,7 +38,7 @@ use super::slot::{DefaultDomain, Owner, Slot, Teardown};
 use crate::domain::Domain;
 use crate::flavor::{self, Qsbr};
 use crate::guard::ReadGuard;
-use crate::qsbr_thread::{leave_fast_path, sections, NESTING, OFF, REC, TEARDOWN};
+use crate::qsbr_thread::{go_offline, leave_fast_path, sections, NESTING, OFF, REC, TEARDOWN};
 use crate::reader::Reader;
 use crate::record::Record;
 
@@ -221,8 +221,7 @@ pub fn rcu_quiescent_state() {
 pub fn rcu_thread_offline() {
     assert_outside("rcu_thread_offline");
     if let Some(rec) = SLOT.registered() {
-        leave_fast_path();
-        flavor::qsbr_offline(rec);
+        go_offline(rec);
     }
 }
 
@@ -327,76 +326,147 @@ mod tests {
         catch_unwind(AssertUnwindSafe(f)).is_err()
     }
 
+    /// A pseudo-random walk through a thread's transitions, with the guards it holds.
+    struct Walk {
+        x: u64,
+        guards: Vec<RcuReadGuard>,
+        opened: usize,
+        refused: usize,
+    }
+
+    impl Walk {
+        /// The next pseudo-random number (xorshift64).
+        fn next(&mut self) -> u64 {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            self.x
+        }
+
+        /// `rcu_read_lock`: a guard only from an online (or unregistered) thread, a panic
+        /// only from an offline one.
+        fn read(&mut self, step: usize, before: Option<bool>) {
+            match catch_unwind(rcu_read_lock) {
+                Ok(g) => {
+                    assert_ne!(before, Some(false), "step {step}: guard while offline");
+                    assert_eq!(online(), Some(true));
+                    self.guards.push(g);
+                    self.opened += 1;
+                }
+                Err(_) => {
+                    assert_eq!(before, Some(false), "step {step}: refused while online");
+                    self.refused += 1;
+                }
+            }
+        }
+
+        /// Drop one of the guards held, in any order.
+        fn drop_one(&mut self) {
+            if !self.guards.is_empty() {
+                let i = (self.x >> 16) as usize % self.guards.len();
+                drop(self.guards.swap_remove(i));
+            }
+        }
+
+        /// On a thread of its own, `steps` times: draw a number, call `op` with it and
+        /// whether the thread was online, then check the fast-path invariant. At the end,
+        /// both kinds of read happened often enough (`min` opened and refused); the thread
+        /// leaves unregistered.
+        fn run(
+            seed: u64,
+            steps: usize,
+            min: (usize, usize),
+            op: impl Fn(&mut Walk, usize, u64, Option<bool>) + Send + 'static,
+        ) {
+            std::thread::spawn(move || {
+                let mut walk = Walk {
+                    x: seed,
+                    guards: Vec::new(),
+                    opened: 0,
+                    refused: 0,
+                };
+                for step in 0..steps {
+                    let x = walk.next();
+                    op(&mut walk, step, x, online());
+                    assert_invariant(step);
+                }
+                let (opened, refused) = (walk.opened, walk.refused);
+                assert!(
+                    opened > min.0 && refused >= min.1,
+                    "{opened} opened, {refused} refused"
+                );
+                drop(walk.guards);
+                rcu_unregister_thread();
+            })
+            .join()
+            .unwrap();
+        }
+    }
+
     /// Every transition of the free functions, in a long pseudo-random sequence, with
     /// guards dropped in any order: a guard only ever comes from an online thread, every
     /// call that would end a section refuses to run inside one, and `NESTING == 0` (the
     /// unchecked fast path) only ever holds while registered and online.
     #[test]
     fn random_transitions_keep_the_fast_path_invariant() {
-        std::thread::spawn(|| {
-            let mut x = 0x9E37_79B9_7F4A_7C15u64;
-            let mut guards: Vec<RcuReadGuard> = Vec::new();
-            let (mut opened, mut refused) = (0, 0);
-            // Miri runs the same sequence, shorter.
-            let steps = if cfg!(miri) { 1000 } else { 4000 };
-            for step in 0..steps {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let before = online();
-                match x % 12 {
-                    0..=2 => match catch_unwind(rcu_read_lock) {
-                        Ok(g) => {
-                            assert_ne!(before, Some(false), "step {step}: guard while offline");
-                            assert_eq!(online(), Some(true));
-                            guards.push(g);
-                            opened += 1;
-                        }
-                        Err(_) => {
-                            assert_eq!(before, Some(false), "step {step}: refused while online");
-                            refused += 1;
-                        }
-                    },
-                    3..=6 => {
-                        if !guards.is_empty() {
-                            let i = (x >> 16) as usize % guards.len();
-                            drop(guards.swap_remove(i));
-                        }
-                    }
-                    op => {
-                        let call: fn() = match op {
-                            7 => rcu_thread_offline,
-                            8 => rcu_thread_online,
-                            9 => rcu_unregister_thread,
-                            10 => synchronize_rcu,
-                            _ => rcu_quiescent_state,
-                        };
-                        let inside = !guards.is_empty();
-                        assert_eq!(panics(call), inside, "step {step}: op {op}");
-                        let after = online();
-                        match op {
-                            _ if inside => {
-                                assert_eq!(after, before, "step {step}: refused op {op}")
-                            }
-                            7 => assert_ne!(after, Some(true)),
-                            8 => assert_eq!(after, Some(true)),
-                            9 => assert_eq!(after, None),
-                            10 => assert_eq!(after, before, "synchronize restores the state"),
-                            _ => {}
-                        }
+        // Miri runs the same sequence, shorter.
+        let steps = if cfg!(miri) { 1000 } else { 4000 };
+        Walk::run(
+            0x9E37_79B9_7F4A_7C15,
+            steps,
+            (steps / 8, steps / 200),
+            |walk, step, x, before| match x % 12 {
+                0..=2 => walk.read(step, before),
+                3..=6 => walk.drop_one(),
+                op => {
+                    let call: fn() = match op {
+                        7 => rcu_thread_offline,
+                        8 => rcu_thread_online,
+                        9 => rcu_unregister_thread,
+                        10 => synchronize_rcu,
+                        _ => rcu_quiescent_state,
+                    };
+                    let inside = !walk.guards.is_empty();
+                    assert_eq!(panics(call), inside, "step {step}: op {op}");
+                    let after = online();
+                    match op {
+                        _ if inside => assert_eq!(after, before, "step {step}: refused op {op}"),
+                        7 => assert_ne!(after, Some(true)),
+                        8 => assert_eq!(after, Some(true)),
+                        9 => assert_eq!(after, None),
+                        10 => assert_eq!(after, before, "synchronize restores the state"),
+                        _ => {}
                     }
                 }
-                assert_invariant(step);
-            }
-            assert!(
-                opened > steps / 8 && refused >= steps / 200,
-                "{opened} opened, {refused} refused"
-            );
-            drop(guards);
-            rcu_unregister_thread();
-        })
-        .join()
-        .unwrap();
+            },
+        );
+    }
+
+    /// The call_rcu worker's hooks on a thread that reads, in a pseudo-random sequence: a
+    /// hook never ends an open section, and going offline through them leaves the fast
+    /// path like every other way offline (user code runs on an offline worker: a stall
+    /// hook, when it leads a grace period), so a read there is refused.
+    #[test]
+    fn worker_hooks_keep_the_fast_path_invariant() {
+        use crate::qsbr_thread::{worker_offline, worker_online, worker_quiescent};
+        let steps = if cfg!(miri) { 500 } else { 2000 };
+        Walk::run(
+            0x2545_F491_4F6C_DD1D,
+            steps,
+            (steps / 8, steps / 50),
+            |walk, step, x, before| {
+                match x % 8 {
+                    0 | 1 => walk.read(step, before),
+                    2..=4 => walk.drop_one(),
+                    5 => worker_offline(),
+                    6 => worker_online(),
+                    _ => worker_quiescent(),
+                }
+                if !walk.guards.is_empty() {
+                    assert_eq!(online(), Some(true), "step {step}: a hook ended a section");
+                }
+            },
+        );
     }
 
     /// The call_rcu worker goes offline when it waits and online to run callbacks: a

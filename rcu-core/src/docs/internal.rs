@@ -57,8 +57,11 @@
 //! `read_lock` refuses to enter while the reader is offline (invisible to grace periods):
 //! a `Reader` keeps a copy of the domain key that is null exactly while it is offline (its
 //! online state changes only through `&mut self` methods, which update both), so the check
-//! is a test of a register; the free functions and `Domain::read_lock` load the thread's
-//! own `ctr` instead (Relaxed: only this thread writes it) and refuse a 0.
+//! is a test of a register; `Domain::read_lock` and the slow path of `qsbr::rcu_read_lock`
+//! load the thread's own `ctr` instead (Relaxed: only this thread writes it) and refuse a 0.
+//! Its fast path checks neither: a thread-local word is 0 only while the thread is
+//! registered and online, and every way offline marks it first (`qsbr_thread`, the
+//! worker's hooks included).
 //!
 //! ## Registration
 //!

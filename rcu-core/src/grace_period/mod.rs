@@ -21,11 +21,13 @@
 //!
 //! # Waiting for a reader
 //!
-//! The leader spins on its readers' `ctr`s for at most the grace period's spin budget (all
-//! readers together, from the first one that blocks; adapted once per grace period between
-//! [`MIN_SPIN_NS`] and [`MAX_SPIN_NS`]), then sets the reader's `waiting` flag, executes the
-//! heavy barrier, checks again and parks; the reader's unlock sees `waiting` and wakes it
-//! (pairing 3 in `docs::internal`). The park is bounded by the next stall report.
+//! The leader spins on its readers' `ctr` for the grace period's spin budget (`spin_ns`,
+//! at most [`MAX_SPIN_NS`], counted from the first blocking reader and shared by all of
+//! them; it adapts once per grace period), then sets the reader's `waiting` flag, executes
+//! the heavy barrier, checks again and parks; the reader's unlock sees `waiting` and wakes
+//! it (pairing 3 in `docs::internal`). The park is bounded by the next stall report and by
+//! [`MAX_PARK`]; after a stall report the leader checks again before parking (the hook may
+//! have taken the wake-up).
 
 mod registry;
 pub(crate) mod stall;
@@ -75,11 +77,29 @@ struct Wait {
     start: Option<Instant>,
     /// The spin budget of this grace period, for all its readers together.
     spin_for: Duration,
-    /// Whether the leader spun, and whether it had to park, on any reader.
+    /// Whether the leader spun on any reader.
     spun: bool,
+    /// Whether the spin ran out on any reader (the leader then parks, unless the check
+    /// after it sets `waiting` finds the reader gone).
     parked: bool,
     /// When the next stall report is due, from `start`.
     next_report: Duration,
+}
+
+/// The spin budget after a grace period that started with `budget` and `spun` on some
+/// reader and `parked` on some reader: halved (not below [`MIN_SPIN_NS`]) when the spin ran
+/// out, doubled (not above [`MAX_SPIN_NS`]) when it caught every reader, else unchanged.
+/// Outside loom it therefore stays in `MIN_SPIN_NS..=MAX_SPIN_NS`, above 0: no sequence of
+/// grace periods leaves a domain always parking or always spinning.
+fn next_spin_budget(budget: u32, spun: bool, parked: bool) -> u32 {
+    match (spun, parked) {
+        // The spin ran out: park sooner next time.
+        (true, true) => (budget / 2).max(MIN_SPIN_NS),
+        // Every reader was caught spinning: spin longer next time.
+        (true, false) => budget.saturating_mul(2).min(MAX_SPIN_NS),
+        // Nobody to wait for, or no spin at all (a leader descheduled past the budget).
+        (false, _) => budget,
+    }
 }
 
 /// A domain's grace-period side.
@@ -342,16 +362,9 @@ impl<F: Flavor> GracePeriods<F> {
         // per reader made it oscillate: with one reader caught by the spin and one waiting
         // for a CPU, the first doubled what the second halved, and every grace period spun
         // the full budget on a reader that could not run until the leader parked).
-        if wait.parked {
-            if wait.spun {
-                // The spin ran out: park sooner next time.
-                self.spin_ns
-                    .store((budget / 2).max(MIN_SPIN_NS), Ordering::Relaxed);
-            }
-        } else if wait.spun {
-            // Every reader was caught spinning: spin longer next time.
-            self.spin_ns
-                .store(budget.saturating_mul(2).min(MAX_SPIN_NS), Ordering::Relaxed);
+        let next = next_spin_budget(budget, wait.spun, wait.parked);
+        if next != budget {
+            self.spin_ns.store(next, Ordering::Relaxed);
         }
     }
 
@@ -386,6 +399,10 @@ impl<F: Flavor> GracePeriods<F> {
                 // The next report one period from now: a slow hook (or a leader that was
                 // descheduled) delays reports instead of bunching them up.
                 wait.next_report = start.elapsed() + self.stalls.period();
+                // The hook is user code on this thread: if it parked (a channel, a
+                // grace period of another domain), it may have taken the wake-up our
+                // reader sent meanwhile. Check again before parking.
+                continue;
             }
             let left = wait.next_report.saturating_sub(start.elapsed());
             sync::park_timeout(left.min(MAX_PARK));
@@ -445,9 +462,44 @@ impl<F: Flavor> crate::fork::ForkHooks for GracePeriods<F> {
 mod tests {
     use std::time::Duration;
 
+    use super::{next_spin_budget, MAX_SPIN_NS, MIN_SPIN_NS};
+
     use crate::record;
     use crate::sync::Ordering;
     use crate::{Domain, Flavor, Mb, Memb, Qsbr};
+
+    /// The adaptive spin budget cannot get stuck: every outcome keeps it within
+    /// `MIN_SPIN_NS..=MAX_SPIN_NS` (never 0, so a domain never parks at once for good),
+    /// grace periods that run out of spin bring it down to the minimum, and grace periods
+    /// whose spin catches every reader bring it back up to the maximum.
+    #[test]
+    fn the_spin_budget_stays_in_range_and_recovers() {
+        const { assert!(MIN_SPIN_NS > 0 && MIN_SPIN_NS <= MAX_SPIN_NS) };
+        let range = MIN_SPIN_NS..=MAX_SPIN_NS;
+        let mut budget = MAX_SPIN_NS;
+        for _ in 0..u32::BITS {
+            budget = next_spin_budget(budget, true, true);
+            assert!(range.contains(&budget));
+        }
+        assert_eq!(budget, MIN_SPIN_NS, "a spin that runs out parks sooner");
+        for _ in 0..u32::BITS {
+            budget = next_spin_budget(budget, true, false);
+            assert!(range.contains(&budget));
+        }
+        assert_eq!(
+            budget, MAX_SPIN_NS,
+            "a spin that catches every reader grows back"
+        );
+        for budget in [MIN_SPIN_NS, MIN_SPIN_NS + 1, MAX_SPIN_NS / 2, MAX_SPIN_NS] {
+            for (spun, parked) in [(false, false), (false, true), (true, false), (true, true)] {
+                let next = next_spin_budget(budget, spun, parked);
+                assert!(range.contains(&next), "{budget} {spun} {parked}: {next}");
+                if !spun {
+                    assert_eq!(next, budget, "no spin, nothing learnt");
+                }
+            }
+        }
+    }
 
     /// Scenario 12 of issue 10 on a live domain: a reader that entered just before the
     /// counter wraps still holds up the grace period that wraps it.
