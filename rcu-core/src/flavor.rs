@@ -180,20 +180,23 @@ impl sealed::Protocol for Memb {
 
     #[inline(always)]
     fn unlock(rec: &Record) {
-        unlock_counting(rec, |ctr, snap| {
-            // `snap` is the snapshot stored by `lock`, with the domain's fallback bit.
-            if snap & FALLBACK_BIT != 0 {
-                leave_fenced(ctr, snap);
-            } else {
-                crate::membarrier::light();
-                // Release: every load of the critical section is ordered before the
-                // writer's Acquire load that reads 0 (and so before it frees anything).
-                ctr.store(0, Ordering::Release);
-                // Orders the store above before the `waiting` load that follows, paired with
-                // the writer's heavy barrier between setting `waiting` and re-reading `ctr`.
-                crate::membarrier::light();
-            }
-        });
+        // Relaxed: only this thread writes its `ctr`. One test covers the common case, the
+        // outermost unlock of a membarrier domain (nesting 1, no fallback bit in the
+        // snapshot `lock` stored); nested unlocks and fallback domains take the general path.
+        let tmp = rec.ctr.load(Ordering::Relaxed);
+        if tmp & (NEST_MASK | FALLBACK_BIT) == 1 {
+            crate::membarrier::light();
+            // Release: every load of the critical section is ordered before the writer's
+            // Acquire load that reads 0 (and so before it frees anything).
+            rec.ctr.store(0, Ordering::Release);
+            // Orders the store above before the `waiting` load that follows, paired with
+            // the writer's heavy barrier between setting `waiting` and re-reading `ctr`.
+            crate::membarrier::light();
+            rec.wake_if_waiting();
+        } else {
+            // Nested (the snapshot bits stay), or a fallback domain's outermost unlock.
+            unlock_counting(rec, leave_fenced);
+        }
     }
 
     #[inline(always)]
