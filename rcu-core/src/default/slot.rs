@@ -75,7 +75,7 @@ pub(crate) struct Teardown<F: Flavor> {
     /// Keep `reader` registered beyond its `Owner` (a guard still needs it, or a late
     /// destructor registered anew); the record pointer cell keeps pointing at it.
     pub(crate) keep: fn(Reader<F>),
-    /// Called once when the `Owner` is destroyed.
+    /// Called once when the `Owner` is destroyed, before it looks at its reader.
     pub(crate) owner_gone: fn(),
 }
 
@@ -107,6 +107,9 @@ pub(crate) struct Owner<F: Flavor> {
 
 impl<F: Flavor> Drop for Owner<F> {
     fn drop(&mut self) {
+        // First: the flavor's fast paths must stop trusting the record pointer before it is
+        // cleared and the reader freed below (qsbr: `OFF` and `TEARDOWN`).
+        (self.slot.teardown.owner_gone)();
         if let Some(reader) = self.reader.get_mut().take() {
             if (self.slot.teardown.in_section)(&reader) {
                 // Grace periods keep waiting (and report the stall) rather than free what
@@ -117,7 +120,6 @@ impl<F: Flavor> Drop for Owner<F> {
                 drop(reader);
             }
         }
-        (self.slot.teardown.owner_gone)();
     }
 }
 
