@@ -122,11 +122,10 @@ pub(crate) struct GracePeriods<F: Flavor> {
     quiet_done: AtomicU64,
     quiet_failed: AtomicU64,
     waker: Waker,
-    /// How long the next grace period may spin on its readers (all together), in ns:
-    /// doubled when a grace period's spin caught every reader, halved when it ran out and
-    /// the leader had to park. Readers that leave quickly
-    /// (on CPUs of their own) get spun on; readers that wait for a CPU (more busy threads
-    /// than CPUs, where spinning steals the CPU they need) get parked on at once.
+    /// How long the next grace period may spin on its readers (all together), in ns, as
+    /// [`next_spin_budget`] adapts it. Readers that leave quickly (on CPUs of their own)
+    /// get spun on; readers that wait for a CPU (more busy threads than CPUs, where
+    /// spinning steals the CPU they need) get parked on at once.
     spin_ns: AtomicU32,
     stalls: Stalls,
     _f: PhantomData<F>,
